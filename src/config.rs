@@ -1,0 +1,483 @@
+//! Configuration in two stages: the raw TOML tree (`RawConfig`, every key optional with a default)
+//! and the validated `Config` (URLs parsed, durations parsed, secrets resolved from the
+//! environment into `SecretString`).
+//!
+//! Architecture invariant: this is the only module that reads environment variables for
+//! configuration; every error names the offending key and says what to do.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+pub const DEFAULT_BASE_URL: &str = "https://services.leadconnectorhq.com";
+pub const API_VERSION: &str = "2021-07-28";
+pub const DEFAULT_TOKEN_ENV: &str = "GHL_TOKEN";
+pub const DEFAULT_LOCATION_ENV: &str = "GHL_LOCATION_ID";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}` is invalid: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// How contacts are listed upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// `POST /contacts/search`, sorted by (dateUpdated, id), `searchAfter` paging, incremental.
+    Search,
+    /// `GET /contacts/` (deprecated), `startAfter` + `startAfterId` paging, always a full sweep.
+    LegacyList,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database: PathBuf,
+    pub upstream: UpstreamConfig,
+    pub sync: SyncConfig,
+    pub locations: Vec<LocationConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    pub base_url: Url,
+    pub api_version: String,
+    pub timeout: Duration,
+    pub max_in_flight: usize,
+    pub burst_max: u32,
+    pub interval: Duration,
+    pub safety_margin: Duration,
+    pub daily_reserve: u32,
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    pub strategy: Strategy,
+    pub page_limit: u32,
+    pub legacy_page_limit: u32,
+    pub lookback: Duration,
+    pub reconcile_every: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct LocationConfig {
+    pub id: String,
+    pub name: Option<String>,
+    pub token_env: String,
+    pub token: SecretString,
+}
+
+// ---- stage one: the raw tree, exactly as written in the file ----
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    database: RawDatabase,
+    upstream: RawUpstream,
+    sync: RawSync,
+    locations: Vec<RawLocation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDatabase {
+    path: String,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        RawDatabase {
+            path: "./ghl-mirror.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpstream {
+    base_url: String,
+    api_version: String,
+    timeout: String,
+    max_in_flight: i64,
+    rate_limit: RawRateLimit,
+    retry: RawRetry,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            base_url: DEFAULT_BASE_URL.into(),
+            api_version: API_VERSION.into(),
+            timeout: "30s".into(),
+            max_in_flight: 2,
+            rate_limit: RawRateLimit::default(),
+            retry: RawRetry::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRateLimit {
+    burst_max: i64,
+    interval: String,
+    safety_margin: String,
+    daily_reserve: i64,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        RawRateLimit {
+            burst_max: 100,
+            interval: "10s".into(),
+            safety_margin: "200ms".into(),
+            daily_reserve: 5_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRetry {
+    max_attempts: i64,
+    base_delay: String,
+    max_delay: String,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        RawRetry {
+            max_attempts: 6,
+            base_delay: "250ms".into(),
+            max_delay: "20s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSync {
+    strategy: String,
+    page_limit: i64,
+    legacy_page_limit: i64,
+    lookback: String,
+    reconcile_every: String,
+}
+
+impl Default for RawSync {
+    fn default() -> Self {
+        RawSync {
+            strategy: "search".into(),
+            page_limit: 500,
+            legacy_page_limit: 100,
+            lookback: "5m".into(),
+            reconcile_every: "24h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocation {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    token_env: Option<String>,
+}
+
+// ---- stage two: validation ----
+
+/// Where configuration comes from besides the file.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Config {
+    /// Loads `path` (or only defaults when `None`) and validates it against `env`.
+    pub fn load(path: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                Self::parse_raw(&text, p)?
+            }
+            None => RawConfig::default(),
+        };
+        Self::validate(raw, env)
+    }
+
+    /// Parses TOML text (used by `load` and by tests).
+    pub fn from_toml(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+        let raw = Self::parse_raw(text, Path::new("<inline>"))?;
+        Self::validate(raw, env)
+    }
+
+    fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })
+    }
+
+    fn validate(raw: RawConfig, env: &dyn Env) -> Result<Config, ConfigError> {
+        if raw.database.path.trim().is_empty() {
+            return Err(invalid(
+                "database.path",
+                "must not be empty; use e.g. \"./ghl-mirror.db\"",
+            ));
+        }
+        Ok(Config {
+            database: PathBuf::from(raw.database.path),
+            upstream: validate_upstream(raw.upstream)?,
+            sync: validate_sync(raw.sync)?,
+            locations: validate_locations(raw.locations, env)?,
+        })
+    }
+}
+
+fn validate_upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+    let base_url = Url::parse(&raw.base_url).map_err(|e| {
+        invalid(
+            "upstream.base_url",
+            format!(
+                "{:?} is not a URL ({e}); the real API is {DEFAULT_BASE_URL}",
+                raw.base_url
+            ),
+        )
+    })?;
+    if !matches!(base_url.scheme(), "http" | "https") {
+        return Err(invalid(
+            "upstream.base_url",
+            "must start with https:// (or http:// for a local sandbox)",
+        ));
+    }
+    if raw.api_version.trim().is_empty() {
+        return Err(invalid(
+            "upstream.api_version",
+            format!("must not be empty; HighLevel's contacts API accepts {API_VERSION:?}"),
+        ));
+    }
+    let rl = raw.rate_limit;
+    let retry = raw.retry;
+    Ok(UpstreamConfig {
+        base_url,
+        api_version: raw.api_version,
+        timeout: positive_duration("upstream.timeout", &raw.timeout)?,
+        max_in_flight: in_range("upstream.max_in_flight", raw.max_in_flight, 1, 16)? as usize,
+        burst_max: in_range("upstream.rate_limit.burst_max", rl.burst_max, 1, 10_000)? as u32,
+        interval: positive_duration("upstream.rate_limit.interval", &rl.interval)?,
+        safety_margin: duration("upstream.rate_limit.safety_margin", &rl.safety_margin)?,
+        daily_reserve: in_range(
+            "upstream.rate_limit.daily_reserve",
+            rl.daily_reserve,
+            0,
+            10_000_000,
+        )? as u32,
+        max_attempts: in_range("upstream.retry.max_attempts", retry.max_attempts, 1, 100)? as u32,
+        base_delay: duration("upstream.retry.base_delay", &retry.base_delay)?,
+        max_delay: positive_duration("upstream.retry.max_delay", &retry.max_delay)?,
+    })
+}
+
+fn validate_sync(raw: RawSync) -> Result<SyncConfig, ConfigError> {
+    let strategy = match raw.strategy.as_str() {
+        "search" => Strategy::Search,
+        "legacy-list" => Strategy::LegacyList,
+        other => {
+            return Err(invalid(
+                "sync.strategy",
+                format!("{other:?} is not a strategy; use \"search\" or \"legacy-list\""),
+            ));
+        }
+    };
+    Ok(SyncConfig {
+        strategy,
+        page_limit: in_range("sync.page_limit", raw.page_limit, 1, 500)? as u32,
+        legacy_page_limit: in_range("sync.legacy_page_limit", raw.legacy_page_limit, 1, 100)?
+            as u32,
+        lookback: duration("sync.lookback", &raw.lookback)?,
+        reconcile_every: positive_duration("sync.reconcile_every", &raw.reconcile_every)?,
+    })
+}
+
+fn validate_locations(
+    raw: Vec<RawLocation>,
+    env: &dyn Env,
+) -> Result<Vec<LocationConfig>, ConfigError> {
+    let raw = if raw.is_empty() {
+        // No [[locations]]: one location from the environment, if it is set.
+        match env.var(DEFAULT_LOCATION_ENV) {
+            Some(id) => vec![RawLocation {
+                id,
+                name: None,
+                token_env: None,
+            }],
+            None => Vec::new(),
+        }
+    } else {
+        raw
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, loc) in raw.into_iter().enumerate() {
+        let key = format!("locations[{i}]");
+        let id = loc.id.trim().to_string();
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                &format!("{key}.id"),
+                format!(
+                    "{:?} is not a HighLevel location id (letters and digits, e.g. \"ve9EPM428h8vShlRW1KT\")",
+                    loc.id
+                ),
+            ));
+        }
+        if !seen.insert(id.clone()) {
+            return Err(invalid(
+                &format!("{key}.id"),
+                format!("location {id} is listed twice"),
+            ));
+        }
+        let token_env = loc
+            .token_env
+            .unwrap_or_else(|| DEFAULT_TOKEN_ENV.to_string());
+        let token = env.var(&token_env).ok_or_else(|| {
+            invalid(
+                &format!("{key}.token_env"),
+                format!(
+                    "environment variable {token_env} is not set; export it with the Private \
+                     Integration Token (or OAuth access token) of location {id}"
+                ),
+            )
+        })?;
+        out.push(LocationConfig {
+            id,
+            name: loc.name,
+            token_env,
+            token: SecretString::from(token),
+        });
+    }
+    Ok(out)
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        invalid(
+            key,
+            format!(
+                "{text:?} is not a duration ({e}); write e.g. \"250ms\", \"10s\", \"5m\", \"24h\""
+            ),
+        )
+    })
+}
+
+fn positive_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    let d = duration(key, text)?;
+    if d.is_zero() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn in_range(key: &str, value: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(
+            key,
+            format!("{value} is out of range; use a number from {min} to {max}"),
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct MapEnv(HashMap<String, String>);
+    impl Env for MapEnv {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> MapEnv {
+        MapEnv(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_work_with_no_file() {
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(c.database, PathBuf::from("./ghl-mirror.db"));
+        assert_eq!(
+            c.upstream.base_url.as_str(),
+            "https://services.leadconnectorhq.com/"
+        );
+        assert_eq!(c.upstream.burst_max, 100);
+        assert_eq!(c.sync.page_limit, 500);
+        assert!(c.locations.is_empty());
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_complete() {
+        let text = include_str!("../config.example.toml");
+        let c = Config::from_toml(text, &env(&[("GHL_TOKEN", "t")])).unwrap();
+        assert_eq!(c.upstream.interval, Duration::from_secs(10));
+        assert_eq!(c.locations.len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::from_toml("[sync]\npage_limit = 900\n", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("sync.page_limit"), "{e}");
+        let e = Config::from_toml("[upstream]\ntimeout = \"soon\"\n", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("upstream.timeout"), "{e}");
+        let e = Config::from_toml("[sync]\npage_limt = 9\n", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("page_limt"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_token_variable_is_named() {
+        let text = "[[locations]]\nid = \"abc\"\ntoken_env = \"MY_TOKEN\"\n";
+        let e = Config::from_toml(text, &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("MY_TOKEN"), "{e}");
+    }
+}

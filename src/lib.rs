@@ -1,0 +1,31 @@
+//! ghl-mirror: a local-first offline mirror of HighLevel (GoHighLevel) contacts in SQLite.
+//!
+//! # Code map
+//! - `config`   raw TOML + environment -> validated `Config` (URLs, durations, `SecretString`s).
+//! - `model`    our vocabulary: `Contact`, `SortKey`, `Sweep`, `StreamState`, `RunProgress`. No I/O.
+//! - `upstream` the HighLevel client: headers, pacing (`limiter`), retries, errors; `wire` owns
+//!   HighLevel's JSON.
+//! - `store`    SQLite: open + migrate (`migrations/`), page commits with their cursor,
+//!   tombstones, run history, read queries.
+//! - `sync`     the engine: plans full / incremental / legacy sweeps, walks search from both
+//!   ends, commits page by page, reconciles deletes.
+//! - `sandbox`  a simulated HighLevel API on loopback for the demo, tests and benchmarks.
+//! - `cli`      clap commands; the composition root that wires the parts together.
+//!
+//! # Architecture invariants
+//! - Dependencies point one way: `upstream` and `store` know `model` only; `sync` uses both;
+//!   only `cli` knows everything. `sandbox` knows nothing of the rest (it is the other side of
+//!   the wire, with its own copy of HighLevel's shapes).
+//! - Only `upstream` knows HighLevel's JSON and only `store` knows SQL. Unknown upstream fields
+//!   are kept in the raw JSON, never dropped.
+//! - A page's rows and the cursor after it commit in one transaction: a crash at any moment
+//!   loses nothing and duplicates nothing.
+//! - Deletes are inferred only from a *complete* reconciling sweep; an interrupted sweep never
+//!   tombstones anything.
+//! - Secrets live in `SecretString` and never reach logs, `Debug` output or errors.
+
+pub mod config;
+pub mod model;
+pub mod store;
+pub mod sync;
+pub mod upstream;

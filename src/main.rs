@@ -1,0 +1,3 @@
+//! Entry point; the command line arrives with `cli`.
+
+fn main() {}

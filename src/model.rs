@@ -1,0 +1,327 @@
+//! Our vocabulary: the records we mirror and the sync positions we persist.
+//!
+//! Architecture invariant: no I/O and no wire format here. `upstream` turns HighLevel's JSON into
+//! these types, `store` turns them into rows, `sync` moves them between the two.
+
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::fmt;
+
+/// A HighLevel location (sub-account) id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LocationId(pub String);
+
+impl fmt::Display for LocationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A contact as we store it: typed columns for what people filter on, and the raw upstream JSON
+/// (exact bytes) so fields the spec lacks are never lost.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Contact {
+    pub id: String,
+    pub location_id: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company_name: Option<String>,
+    pub business_id: Option<String>,
+    pub source: Option<String>,
+    pub contact_type: Option<String>,
+    pub assigned_to: Option<String>,
+    pub dnd: Option<bool>,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub postal_code: Option<String>,
+    pub timezone: Option<String>,
+    pub tags: Vec<String>,
+    pub custom_fields: Vec<CustomFieldValue>,
+    pub date_added: Option<String>,
+    pub date_updated: Option<String>,
+    /// `dateUpdated` in ms since the epoch, when it parsed.
+    pub date_updated_ms: Option<i64>,
+    pub raw: String,
+    /// How many fields had a type the spec does not allow (kept in `raw`, typed column left NULL).
+    pub field_warnings: u32,
+}
+
+/// One custom field value; `value` is the string itself, or JSON text for non-string values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomFieldValue {
+    pub field_id: String,
+    pub value: String,
+}
+
+/// A position in a (timestamp ms, id) ordered stream: search's `searchAfter`, or the legacy list's
+/// `startAfter` + `startAfterId`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SortKey {
+    pub ms: i64,
+    pub id: String,
+}
+
+impl Ord for SortKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.ms, &self.id).cmp(&(other.ms, &other.id))
+    }
+}
+
+impl PartialOrd for SortKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A contact as it arrived in a page, with its position in that page's ordering.
+#[derive(Clone, Debug)]
+pub struct PagedContact {
+    pub contact: Contact,
+    pub key: SortKey,
+}
+
+/// The streams we sync, one row of sync state each per location.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stream {
+    Contacts,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Contacts => "contacts",
+        }
+    }
+}
+
+/// What kind of sweep a run is doing over the contacts of a location.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepKind {
+    /// Every contact via search; followed by a catch-up pass, then unseen contacts are tombstoned.
+    Full,
+    /// Contacts updated since the watermark (minus the lookback window), via search.
+    Incremental,
+    /// Every contact via the deprecated `GET /contacts/` list; unseen contacts are tombstoned.
+    Legacy,
+}
+
+impl SweepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SweepKind::Full => "full",
+            SweepKind::Incremental => "incremental",
+            SweepKind::Legacy => "legacy-list",
+        }
+    }
+
+    /// Whether completing this sweep proves that unseen contacts are gone upstream.
+    pub fn reconciles(self) -> bool {
+        matches!(self, SweepKind::Full | SweepKind::Legacy)
+    }
+}
+
+/// Which pass of a sweep is running. A full sweep's catch-up pass re-reads everything updated
+/// since the sweep started, so contacts that moved while the sweep ran are not missed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pass {
+    Main,
+    CatchUp,
+}
+
+/// An in-progress sweep, persisted with every page so a killed run resumes exactly here.
+///
+/// Search sweeps walk from both ends at once (ascending and descending by (dateUpdated, id)) so
+/// two requests are in flight without extra requests; the pass ends when the two meet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sweep {
+    pub kind: SweepKind,
+    /// Contacts touched by this sweep carry this number; a reconciling sweep tombstones the rest.
+    pub seq: i64,
+    pub started_at_ms: i64,
+    pub pass: Pass,
+    /// Lower bound (inclusive, ms) of `dateUpdated` for this pass; `None` = everything.
+    pub since_ms: Option<i64>,
+    /// Last key committed walking upward.
+    pub asc: Option<SortKey>,
+    /// Last key committed walking downward.
+    pub desc: Option<SortKey>,
+    pub asc_done: bool,
+    pub desc_done: bool,
+    /// Highest `dateUpdated` seen by this sweep: the next watermark.
+    pub max_seen_ms: Option<i64>,
+    /// Contacts received in this pass (used only to schedule requests, never for correctness).
+    pub received: u64,
+}
+
+impl Sweep {
+    pub fn new(kind: SweepKind, seq: i64, started_at_ms: i64, since_ms: Option<i64>) -> Sweep {
+        Sweep {
+            kind,
+            seq,
+            started_at_ms,
+            pass: Pass::Main,
+            since_ms,
+            asc: None,
+            desc: None,
+            asc_done: false,
+            desc_done: false,
+            max_seen_ms: None,
+            received: 0,
+        }
+    }
+
+    /// The two walks have met: every contact of the pass has been read by one of them.
+    pub fn pass_complete(&self) -> bool {
+        if self.asc_done || self.desc_done {
+            return true;
+        }
+        match (&self.asc, &self.desc) {
+            (Some(a), Some(d)) => a >= d,
+            _ => false,
+        }
+    }
+}
+
+/// Persisted state of one (location, stream).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamState {
+    /// Highest `dateUpdated` (ms) known to be mirrored; incremental sweeps start from here.
+    pub watermark_ms: Option<i64>,
+    /// Sequence number of the last sweep started.
+    pub sweep_seq: i64,
+    /// When the last reconciling (full or legacy) sweep completed, ms since the epoch.
+    pub last_full_sweep_ms: Option<i64>,
+    pub sweep: Option<Sweep>,
+}
+
+/// How a sync run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Stopped early on purpose (quota reserve, shutdown); the cursor is saved and the next run
+    /// continues.
+    Partial,
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// Counters a run accumulates; persisted with every page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunProgress {
+    pub pages: u64,
+    pub received: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub tombstoned: u64,
+    pub warnings: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub rate_limited: u64,
+    pub daily_remaining: Option<i64>,
+}
+
+/// What one page's commit changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PageCounts {
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// Current time in ms since the epoch.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Formats ms since the epoch as an ISO-8601 UTC timestamp with milliseconds (HighLevel's format).
+pub fn iso_from_ms(ms: i64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        ),
+        Err(_) => ms.to_string(),
+    }
+}
+
+/// Parses an ISO-8601 / RFC 3339 timestamp into ms since the epoch.
+pub fn ms_from_iso(s: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_round_trips_through_ms() {
+        let ms = ms_from_iso("2021-07-02T05:18:26.704Z");
+        assert_eq!(ms, Some(1_625_203_106_704));
+        assert_eq!(iso_from_ms(1_625_203_106_704), "2021-07-02T05:18:26.704Z");
+    }
+
+    #[test]
+    fn sort_keys_order_by_time_then_id() {
+        let a = SortKey {
+            ms: 1,
+            id: "b".into(),
+        };
+        let b = SortKey {
+            ms: 2,
+            id: "a".into(),
+        };
+        let c = SortKey {
+            ms: 2,
+            id: "b".into(),
+        };
+        assert!(a < b && b < c);
+    }
+
+    #[test]
+    fn a_pass_is_complete_when_the_walks_meet() {
+        let mut s = Sweep::new(SweepKind::Full, 1, 0, None);
+        assert!(!s.pass_complete());
+        s.asc = Some(SortKey {
+            ms: 5,
+            id: "a".into(),
+        });
+        s.desc = Some(SortKey {
+            ms: 6,
+            id: "a".into(),
+        });
+        assert!(!s.pass_complete());
+        s.asc = Some(SortKey {
+            ms: 6,
+            id: "a".into(),
+        });
+        assert!(s.pass_complete());
+    }
+}

@@ -1,0 +1,703 @@
+//! SQLite storage: opening (WAL, busy timeout, foreign keys, refinery migrations), the page commit
+//! that writes contacts together with the cursor, tombstoning, run history, and read queries.
+//!
+//! Architecture invariant: the only module that knows SQL. It knows `model` and nothing else;
+//! every write that must survive a crash commits in one transaction with the state that refers
+//! to it.
+
+use crate::model::{
+    Contact, PageCounts, PagedContact, RunProgress, Stream, StreamState, iso_from_ms, now_ms,
+};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {path}: cannot get a connection: {source}")]
+    Pool { path: PathBuf, source: r2d2::Error },
+    #[error(
+        "database {path}: migration failed: {source}; the file may belong to a newer ghl-mirror"
+    )]
+    Migrate {
+        path: PathBuf,
+        source: refinery::Error,
+    },
+    #[error(
+        "database {path}: stored sync state for {location}/{stream} is unreadable ({detail}); run `ghl-mirror sync --full` to start a fresh sweep"
+    )]
+    BadState {
+        path: PathBuf,
+        location: String,
+        stream: String,
+        detail: String,
+    },
+}
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+/// A handle on the mirror file; cheap to clone (a connection pool).
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    path: PathBuf,
+}
+
+/// The run a write belongs to.
+#[derive(Clone, Copy, Debug)]
+pub struct RunKey<'a> {
+    pub location: &'a str,
+    pub stream: Stream,
+    pub run_id: i64,
+}
+
+/// One row of `status`: where a (location, stream) stands.
+#[derive(Clone, Debug)]
+pub struct StreamStatus {
+    pub location_id: String,
+    pub location_name: Option<String>,
+    pub stream: String,
+    pub live: u64,
+    pub tombstoned: u64,
+    pub watermark_ms: Option<i64>,
+    pub sweep_in_progress: Option<String>,
+    pub last_run: Option<RunSummary>,
+    pub last_success_end: Option<String>,
+    pub requests_today: u64,
+    pub daily_remaining: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub id: i64,
+    pub mode: String,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub outcome: String,
+    pub pages: u64,
+    pub received: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub tombstoned: u64,
+    pub requests: u64,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the mirror file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        // File-level settings and migrations on one connection first, so that pool connections
+        // opening in parallel never race to switch the journal mode of a new file.
+        let mut conn = Connection::open(path).map_err(sqlite)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
+        // page_size only takes effect on a new file, before WAL is switched on.
+        conn.execute_batch("PRAGMA page_size = 16384; PRAGMA journal_mode = WAL;")
+            .map_err(sqlite)?;
+        embedded::migrations::runner()
+            .run(&mut conn)
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        drop(conn);
+        let manager = SqliteConnectionManager::file(path).with_init(|c| {
+            c.busy_timeout(Duration::from_secs(10))?;
+            c.execute_batch(
+                "PRAGMA synchronous = NORMAL;
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA cache_size = -32000;
+                 PRAGMA wal_autocheckpoint = 2000;",
+            )
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(8)
+            .min_idle(Some(1))
+            .build(manager)
+            .map_err(|source| StoreError::Pool {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
+        self.pool.get().map_err(|source| StoreError::Pool {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn sql<T>(&self, r: rusqlite::Result<T>) -> Result<T, StoreError> {
+        r.map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Runs `f` in one write transaction (IMMEDIATE, so concurrent writers queue on the busy
+    /// timeout instead of failing half-way).
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        let tx =
+            self.sql(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate))?;
+        let out = self.sql(f(&tx))?;
+        self.sql(tx.commit())?;
+        Ok(out)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.conn()?;
+        self.sql(f(&conn))
+    }
+
+    pub fn ensure_location(&self, id: &str, name: Option<&str>) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO locations (id, name) VALUES (?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET name = COALESCE(excluded.name, locations.name)",
+                params![id, name],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn load_state(&self, location: &str, stream: Stream) -> Result<StreamState, StoreError> {
+        let row = self.read(|c| {
+            c.query_row(
+                "SELECT watermark_ms, sweep_seq, last_full_sweep_ms, cursor FROM sync_state
+                 WHERE location_id = ?1 AND stream = ?2",
+                params![location, stream.as_str()],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                },
+            )
+            .optional()
+        })?;
+        let Some((watermark_ms, sweep_seq, last_full_sweep_ms, cursor)) = row else {
+            return Ok(StreamState::default());
+        };
+        let sweep = match cursor {
+            Some(text) => Some(
+                serde_json::from_str(&text).map_err(|e| StoreError::BadState {
+                    path: self.path.clone(),
+                    location: location.to_string(),
+                    stream: stream.as_str().to_string(),
+                    detail: e.to_string(),
+                })?,
+            ),
+            None => None,
+        };
+        Ok(StreamState {
+            watermark_ms,
+            sweep_seq,
+            last_full_sweep_ms,
+            sweep,
+        })
+    }
+
+    /// Saves the stream state on its own (e.g. when a new sweep is planned).
+    pub fn save_state(
+        &self,
+        location: &str,
+        stream: Stream,
+        state: &StreamState,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| write_state(tx, location, stream, state))
+    }
+
+    /// Records the start of a run. Runs of the same (location, stream) still marked `running`
+    /// were killed: they are marked `interrupted`.
+    pub fn begin_run(&self, location: &str, stream: Stream, mode: &str) -> Result<i64, StoreError> {
+        let now = iso_from_ms(now_ms());
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE sync_runs SET outcome = 'interrupted', ended_at = COALESCE(ended_at, ?3),
+                   error = COALESCE(error, 'the process stopped before the run ended; the next run resumed from the saved cursor')
+                 WHERE location_id = ?1 AND stream = ?2 AND outcome = 'running'",
+                params![location, stream.as_str(), now],
+            )?;
+            tx.execute(
+                "INSERT INTO sync_runs (location_id, stream, mode, started_at, outcome)
+                 VALUES (?1, ?2, ?3, ?4, 'running')",
+                params![location, stream.as_str(), mode, now],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
+    }
+
+    /// Commits one page: the contacts, the new stream state (cursor) and the run's progress, in
+    /// one transaction. `mark_seq` stamps contacts as seen by a reconciling sweep.
+    pub fn commit_page(
+        &self,
+        run: RunKey<'_>,
+        contacts: &[PagedContact],
+        mark_seq: Option<i64>,
+        state: &StreamState,
+        progress: &mut RunProgress,
+    ) -> Result<PageCounts, StoreError> {
+        let RunKey {
+            location,
+            stream,
+            run_id,
+        } = run;
+        let now = iso_from_ms(now_ms());
+        let counts = self.write(|tx| {
+            let mut counts = PageCounts::default();
+            for pc in contacts {
+                upsert_contact(tx, location, &pc.contact, mark_seq, &now, &mut counts)?;
+            }
+            write_state(tx, location, stream, state)?;
+            let mut p = progress.clone();
+            add_counts(&mut p, counts);
+            write_progress(tx, run_id, &p)?;
+            Ok(counts)
+        })?;
+        add_counts(progress, counts);
+        Ok(counts)
+    }
+
+    /// Ends a sweep: when `reconcile_seq` is set, contacts of the location not stamped with it
+    /// are tombstoned; the state (sweep cleared, watermark advanced) commits in the same
+    /// transaction. Returns how many contacts were tombstoned.
+    pub fn finish_sweep(
+        &self,
+        run: RunKey<'_>,
+        reconcile_seq: Option<i64>,
+        state: &StreamState,
+        progress: &mut RunProgress,
+    ) -> Result<u64, StoreError> {
+        let RunKey {
+            location,
+            stream,
+            run_id,
+        } = run;
+        let now = iso_from_ms(now_ms());
+        let tombstoned = self.write(|tx| {
+            let n = match reconcile_seq {
+                Some(seq) => tx.execute(
+                    "UPDATE contacts SET deleted_at = ?3
+                     WHERE location_id = ?1 AND deleted_at IS NULL AND seen_sweep <> ?2",
+                    params![location, seq, now],
+                )? as u64,
+                None => 0,
+            };
+            write_state(tx, location, stream, state)?;
+            let mut p = progress.clone();
+            p.tombstoned += n;
+            write_progress(tx, run_id, &p)?;
+            Ok(n)
+        })?;
+        progress.tombstoned += tombstoned;
+        Ok(tombstoned)
+    }
+
+    pub fn end_run(
+        &self,
+        run_id: i64,
+        outcome: &str,
+        progress: &RunProgress,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = iso_from_ms(now_ms());
+        self.write(|tx| {
+            write_progress(tx, run_id, progress)?;
+            tx.execute(
+                "UPDATE sync_runs SET outcome = ?2, ended_at = ?3, error = ?4 WHERE id = ?1",
+                params![run_id, outcome, now, error],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Ids of the contacts of a location that are not tombstoned, sorted.
+    pub fn live_contact_ids(&self, location: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id FROM contacts WHERE location_id = ?1 AND deleted_at IS NULL ORDER BY id",
+            )?;
+            st.query_map([location], |r| r.get(0))?.collect()
+        })
+    }
+
+    /// Ids of tombstoned contacts of a location, sorted.
+    pub fn tombstoned_contact_ids(&self, location: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id FROM contacts WHERE location_id = ?1 AND deleted_at IS NOT NULL ORDER BY id",
+            )?;
+            st.query_map([location], |r| r.get(0))?.collect()
+        })
+    }
+
+    /// The stored raw JSON of a contact (tombstoned or not).
+    pub fn contact_raw(&self, location: &str, id: &str) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT raw FROM contacts WHERE location_id = ?1 AND id = ?2",
+                params![location, id],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Runs one read-only SQL statement and returns its column names and up to `limit` rows,
+    /// each value rendered as text (NULL as `None`). Writes are refused by SQLite itself
+    /// (`PRAGMA query_only`).
+    pub fn query(&self, sql: &str, limit: usize) -> Result<QueryResult, StoreError> {
+        let conn = self.conn()?;
+        self.sql(conn.execute_batch("PRAGMA query_only = ON"))?;
+        let result = self.sql(run_query(&conn, sql, limit));
+        self.sql(conn.execute_batch("PRAGMA query_only = OFF"))?;
+        result
+    }
+
+    /// The most recent runs of a (location, stream), newest first.
+    pub fn recent_runs(
+        &self,
+        location: &str,
+        stream: Stream,
+        limit: u32,
+    ) -> Result<Vec<RunSummary>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM sync_runs WHERE location_id = ?1 AND stream = ?2
+                 ORDER BY id DESC LIMIT ?3"
+            ))?;
+            st.query_map(params![location, stream.as_str(), limit], run_summary)?
+                .collect()
+        })
+    }
+
+    /// Per (location, stream) health for `status`.
+    pub fn status(&self) -> Result<Vec<StreamStatus>, StoreError> {
+        let today = iso_from_ms(now_ms())[..10].to_string();
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT l.id, l.name, s.stream, s.watermark_ms, s.cursor,
+                   (SELECT COUNT(*) FROM contacts WHERE location_id = l.id AND deleted_at IS NULL),
+                   (SELECT COUNT(*) FROM contacts WHERE location_id = l.id AND deleted_at IS NOT NULL),
+                   (SELECT MAX(ended_at) FROM sync_runs r WHERE r.location_id = l.id
+                      AND r.stream = s.stream AND r.outcome = 'success'),
+                   (SELECT COALESCE(SUM(requests), 0) FROM sync_runs r WHERE r.location_id = l.id
+                      AND substr(r.started_at, 1, 10) = ?1),
+                   (SELECT daily_remaining FROM sync_runs r WHERE r.location_id = l.id
+                      AND daily_remaining IS NOT NULL ORDER BY id DESC LIMIT 1)
+                 FROM locations l LEFT JOIN sync_state s ON s.location_id = l.id
+                 ORDER BY l.id, s.stream",
+            )?;
+            let rows = st
+                .query_map([&today], |r| {
+                    let cursor: Option<String> = r.get(4)?;
+                    Ok(StreamStatus {
+                        location_id: r.get(0)?,
+                        location_name: r.get(1)?,
+                        stream: r.get::<_, Option<String>>(2)?.unwrap_or_else(|| "contacts".into()),
+                        watermark_ms: r.get(3)?,
+                        sweep_in_progress: cursor.map(|c| sweep_label(&c)),
+                        live: r.get::<_, i64>(5)? as u64,
+                        tombstoned: r.get::<_, i64>(6)? as u64,
+                        last_success_end: r.get(7)?,
+                        requests_today: r.get::<_, i64>(8)? as u64,
+                        daily_remaining: r.get(9)?,
+                        last_run: None,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut out = Vec::with_capacity(rows.len());
+            for mut s in rows {
+                s.last_run = c
+                    .query_row(
+                        &format!(
+                            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE location_id = ?1 AND stream = ?2
+                             ORDER BY id DESC LIMIT 1"
+                        ),
+                        params![s.location_id, s.stream],
+                        run_summary,
+                    )
+                    .optional()?;
+                out.push(s);
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Columns and rows of a read-only query.
+#[derive(Clone, Debug, Default)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+fn run_query(conn: &Connection, sql: &str, limit: usize) -> rusqlite::Result<QueryResult> {
+    let mut st = conn.prepare(sql)?;
+    let columns: Vec<String> = st.column_names().iter().map(|c| c.to_string()).collect();
+    let n = columns.len();
+    let mut rows = Vec::new();
+    let mut q = st.query([])?;
+    while let Some(r) = q.next()? {
+        if rows.len() >= limit {
+            break;
+        }
+        let mut row = Vec::with_capacity(n);
+        for i in 0..n {
+            row.push(match r.get_ref(i)? {
+                rusqlite::types::ValueRef::Null => None,
+                rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
+                rusqlite::types::ValueRef::Real(v) => Some(v.to_string()),
+                rusqlite::types::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                rusqlite::types::ValueRef::Blob(b) => Some(format!("<{} bytes>", b.len())),
+            });
+        }
+        rows.push(row);
+    }
+    Ok(QueryResult { columns, rows })
+}
+
+const RUN_COLUMNS: &str = "id, mode, started_at, ended_at, outcome, pages, received, inserted, \
+                           updated, tombstoned, requests, error";
+
+fn run_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunSummary> {
+    Ok(RunSummary {
+        id: r.get(0)?,
+        mode: r.get(1)?,
+        started_at: r.get(2)?,
+        ended_at: r.get(3)?,
+        outcome: r.get(4)?,
+        pages: r.get::<_, i64>(5)? as u64,
+        received: r.get::<_, i64>(6)? as u64,
+        inserted: r.get::<_, i64>(7)? as u64,
+        updated: r.get::<_, i64>(8)? as u64,
+        tombstoned: r.get::<_, i64>(9)? as u64,
+        requests: r.get::<_, i64>(10)? as u64,
+        error: r.get(11)?,
+    })
+}
+
+fn sweep_label(cursor_json: &str) -> String {
+    match serde_json::from_str::<crate::model::Sweep>(cursor_json) {
+        Ok(s) => format!(
+            "{} sweep #{} ({:?} pass, {} read)",
+            s.kind.as_str(),
+            s.seq,
+            s.pass,
+            s.received
+        ),
+        Err(_) => "unreadable cursor".into(),
+    }
+}
+
+fn add_counts(p: &mut RunProgress, c: PageCounts) {
+    p.pages += 1;
+    p.inserted += c.inserted;
+    p.updated += c.updated;
+    p.unchanged += c.unchanged;
+}
+
+fn write_state(
+    tx: &Transaction<'_>,
+    location: &str,
+    stream: Stream,
+    state: &StreamState,
+) -> rusqlite::Result<()> {
+    let cursor = match &state.sweep {
+        Some(s) => Some(
+            serde_json::to_string(s)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+        ),
+        None => None,
+    };
+    tx.execute(
+        "INSERT INTO sync_state (location_id, stream, watermark_ms, sweep_seq, last_full_sweep_ms, cursor, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(location_id, stream) DO UPDATE SET
+           watermark_ms = excluded.watermark_ms, sweep_seq = excluded.sweep_seq,
+           last_full_sweep_ms = excluded.last_full_sweep_ms, cursor = excluded.cursor,
+           updated_at = excluded.updated_at",
+        params![
+            location,
+            stream.as_str(),
+            state.watermark_ms,
+            state.sweep_seq,
+            state.last_full_sweep_ms,
+            cursor,
+            iso_from_ms(now_ms())
+        ],
+    )?;
+    Ok(())
+}
+
+fn write_progress(tx: &Transaction<'_>, run_id: i64, p: &RunProgress) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE sync_runs SET pages = ?2, received = ?3, inserted = ?4, updated = ?5, unchanged = ?6,
+           tombstoned = ?7, warnings = ?8, requests = ?9, retries = ?10, rate_limited = ?11,
+           daily_remaining = COALESCE(?12, daily_remaining)
+         WHERE id = ?1",
+        params![
+            run_id,
+            p.pages as i64,
+            p.received as i64,
+            p.inserted as i64,
+            p.updated as i64,
+            p.unchanged as i64,
+            p.tombstoned as i64,
+            p.warnings as i64,
+            p.requests as i64,
+            p.retries as i64,
+            p.rate_limited as i64,
+            p.daily_remaining
+        ],
+    )?;
+    Ok(())
+}
+
+/// Inserts or updates one contact. New contacts cost one INSERT; unchanged contacts (same raw
+/// JSON) only get their fetch time and sweep stamp refreshed; tombstoned contacts that reappear
+/// are brought back.
+fn upsert_contact(
+    tx: &Transaction<'_>,
+    location: &str,
+    c: &Contact,
+    mark_seq: Option<i64>,
+    now: &str,
+    counts: &mut PageCounts,
+) -> rusqlite::Result<()> {
+    if write_contact_row(tx, location, c, mark_seq, now, false)? {
+        write_children(tx, location, c)?;
+        counts.inserted += 1;
+        return Ok(());
+    }
+    let (same, deleted): (bool, bool) = tx
+        .prepare_cached(
+            "SELECT raw = ?3, deleted_at IS NOT NULL FROM contacts WHERE location_id = ?1 AND id = ?2",
+        )?
+        .query_row(params![location, c.id, c.raw], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if same && !deleted {
+        tx.prepare_cached(
+            "UPDATE contacts SET fetched_at = ?3, seen_sweep = COALESCE(?4, seen_sweep)
+             WHERE location_id = ?1 AND id = ?2",
+        )?
+        .execute(params![location, c.id, now, mark_seq])?;
+        counts.unchanged += 1;
+        return Ok(());
+    }
+    write_contact_row(tx, location, c, mark_seq, now, true)?;
+    tx.prepare_cached("DELETE FROM contact_tags WHERE location_id = ?1 AND contact_id = ?2")?
+        .execute(params![location, c.id])?;
+    tx.prepare_cached(
+        "DELETE FROM contact_custom_fields WHERE location_id = ?1 AND contact_id = ?2",
+    )?
+    .execute(params![location, c.id])?;
+    write_children(tx, location, c)?;
+    counts.updated += 1;
+    Ok(())
+}
+
+/// Inserts (`exists == false`, returns whether a row was added; an existing row is left alone)
+/// or updates the contact's row.
+fn write_contact_row(
+    tx: &Transaction<'_>,
+    location: &str,
+    c: &Contact,
+    mark_seq: Option<i64>,
+    now: &str,
+    exists: bool,
+) -> rusqlite::Result<bool> {
+    let tags = serde_json::to_string(&c.tags)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let sql = if exists {
+        "UPDATE contacts SET first_name = ?3, last_name = ?4, name = ?5, email = ?6, phone = ?7,
+           company_name = ?8, business_id = ?9, source = ?10, type = ?11, assigned_to = ?12, dnd = ?13,
+           country = ?14, city = ?15, state = ?16, postal_code = ?17, timezone = ?18, tags = ?19,
+           date_added = ?20, date_updated = ?21, date_updated_ms = ?22, raw = ?23,
+           changed_at = ?24, fetched_at = ?24, seen_sweep = COALESCE(?25, seen_sweep), deleted_at = NULL
+         WHERE location_id = ?1 AND id = ?2"
+    } else {
+        "INSERT INTO contacts (location_id, id, first_name, last_name, name, email, phone,
+           company_name, business_id, source, type, assigned_to, dnd, country, city, state,
+           postal_code, timezone, tags, date_added, date_updated, date_updated_ms, raw,
+           first_seen_at, changed_at, fetched_at, seen_sweep)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+           ?19, ?20, ?21, ?22, ?23, ?24, ?24, ?24, COALESCE(?25, 0))
+         ON CONFLICT(location_id, id) DO NOTHING"
+    };
+    let changed = tx.prepare_cached(sql)?.execute(params![
+        location,
+        c.id,
+        c.first_name,
+        c.last_name,
+        c.name,
+        c.email,
+        c.phone,
+        c.company_name,
+        c.business_id,
+        c.source,
+        c.contact_type,
+        c.assigned_to,
+        c.dnd,
+        c.country,
+        c.city,
+        c.state,
+        c.postal_code,
+        c.timezone,
+        tags,
+        c.date_added,
+        c.date_updated,
+        c.date_updated_ms,
+        c.raw,
+        now,
+        mark_seq
+    ])?;
+    Ok(changed == 1)
+}
+
+fn write_children(tx: &Transaction<'_>, location: &str, c: &Contact) -> rusqlite::Result<()> {
+    if !c.tags.is_empty() {
+        let mut st = tx.prepare_cached(
+            "INSERT OR IGNORE INTO contact_tags (location_id, contact_id, tag) VALUES (?1, ?2, ?3)",
+        )?;
+        for tag in &c.tags {
+            st.execute(params![location, c.id, tag])?;
+        }
+    }
+    if !c.custom_fields.is_empty() {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO contact_custom_fields (location_id, contact_id, field_id, value)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for f in &c.custom_fields {
+            st.execute(params![location, c.id, f.field_id, f.value])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,646 @@
+//! The sync engine: plans a sweep for a location (full, incremental or legacy-list), pages
+//! through it, commits each page with its cursor, finishes passes and reconciles deletes.
+//!
+//! Search sweeps walk the (dateUpdated, id) order from both ends at once, so two requests are in
+//! flight without any extra request; a full sweep ends with a catch-up pass over everything
+//! updated since it started, then tombstones what it never saw.
+//!
+//! Architecture invariant: `sync` decides *what* to fetch and *when* to commit; it never builds
+//! SQL or parses JSON. Every page commit carries the cursor that follows it, so a crash at any
+//! point resumes without loss or duplicates.
+
+use crate::model::{
+    Outcome, PagedContact, Pass, RunProgress, SortKey, Stream, StreamState, Sweep, SweepKind,
+    now_ms,
+};
+use crate::store::{RunKey, Store, StoreError};
+use crate::upstream::{Client, ContactsPage, Counters, SearchRequest, UpstreamError};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+/// How contacts are listed upstream (mirrors `config::Strategy` without depending on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListStrategy {
+    Search,
+    LegacyList,
+}
+
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    pub strategy: ListStrategy,
+    pub page_limit: u32,
+    pub legacy_page_limit: u32,
+    pub lookback: Duration,
+    pub reconcile_every: Duration,
+    pub max_in_flight: usize,
+    /// Start a full sweep now (abandoning an in-progress incremental one).
+    pub force_full: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            strategy: ListStrategy::Search,
+            page_limit: 500,
+            legacy_page_limit: 100,
+            lookback: Duration::from_secs(300),
+            reconcile_every: Duration::from_secs(24 * 3600),
+            max_in_flight: 2,
+            force_full: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// Progress events for a progress bar or log.
+#[derive(Clone, Debug)]
+pub enum SyncEvent {
+    Started {
+        location: String,
+        mode: &'static str,
+    },
+    Total {
+        location: String,
+        total: u64,
+    },
+    Page {
+        location: String,
+        contacts: u64,
+    },
+}
+
+pub type Observer = Arc<dyn Fn(SyncEvent) + Send + Sync>;
+
+/// A stop request (SIGINT/SIGTERM): the run stops issuing requests, commits what arrived, and
+/// ends as `partial` with its cursor saved.
+pub type StopSignal = tokio::sync::watch::Receiver<bool>;
+
+/// What one run did.
+#[derive(Clone, Debug)]
+pub struct SyncReport {
+    pub location: String,
+    pub mode: &'static str,
+    pub outcome: Outcome,
+    pub progress: RunProgress,
+    pub error: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Everything a run needs, borrowed for its duration.
+struct Run<'a> {
+    store: &'a Store,
+    client: &'a Client,
+    opts: &'a SyncOptions,
+    stop: StopSignal,
+    observer: Option<Observer>,
+    location: String,
+    run_id: i64,
+    base: Counters,
+    progress: RunProgress,
+    state: StreamState,
+}
+
+/// Why a pass ended before completing.
+enum Halt {
+    Stopped(String),
+    Failed(SyncError),
+}
+
+/// Runs one contacts sync of the client's location.
+pub async fn sync_contacts(
+    store: &Store,
+    client: &Client,
+    opts: &SyncOptions,
+    stop: StopSignal,
+    observer: Option<Observer>,
+) -> SyncReport {
+    let started = Instant::now();
+    let location = client.location_id().to_string();
+    let mut report = SyncReport {
+        location: location.clone(),
+        mode: "contacts",
+        outcome: Outcome::Failed,
+        progress: RunProgress::default(),
+        error: None,
+        elapsed: Duration::ZERO,
+    };
+    let prepared = prepare(store, &location, opts).await;
+    let (state, run_id) = match prepared {
+        Ok(v) => v,
+        Err(e) => {
+            report.error = Some(e.to_string());
+            report.elapsed = started.elapsed();
+            return report;
+        }
+    };
+    let mode = state
+        .sweep
+        .as_ref()
+        .map_or("incremental", |s| s.kind.as_str());
+    report.mode = mode;
+    if let Some(obs) = &observer {
+        obs(SyncEvent::Started {
+            location: location.clone(),
+            mode,
+        });
+    }
+    let mut run = Run {
+        store,
+        client,
+        opts,
+        stop,
+        observer,
+        location,
+        run_id,
+        base: client.counters(),
+        progress: RunProgress::default(),
+        state,
+    };
+    let result = run.execute().await;
+    run.refresh_counters();
+    let (outcome, error) = match result {
+        Ok(()) => (Outcome::Success, None),
+        Err(Halt::Stopped(why)) => (Outcome::Partial, Some(why)),
+        Err(Halt::Failed(e)) => (Outcome::Failed, Some(e.to_string())),
+    };
+    let ended = blocking({
+        let store = store.clone();
+        let p = run.progress.clone();
+        let e = error.clone();
+        move || Ok(store.end_run(run_id, outcome.as_str(), &p, e.as_deref())?)
+    })
+    .await;
+    report.outcome = outcome;
+    report.error = error;
+    if let Err(e) = ended {
+        report.outcome = Outcome::Failed;
+        report.error = Some(e.to_string());
+    }
+    report.progress = run.progress;
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// Loads the state, plans the sweep this run continues or starts, and records the run.
+async fn prepare(
+    store: &Store,
+    location: &str,
+    opts: &SyncOptions,
+) -> Result<(StreamState, i64), SyncError> {
+    let store = store.clone();
+    let location = location.to_string();
+    let opts = opts.clone();
+    blocking(move || {
+        store.ensure_location(&location, None)?;
+        let mut state = store.load_state(&location, Stream::Contacts)?;
+        plan(&mut state, &opts, now_ms());
+        let mode = state
+            .sweep
+            .as_ref()
+            .map_or("incremental", |s| s.kind.as_str());
+        let run_id = store.begin_run(&location, Stream::Contacts, mode)?;
+        store.save_state(&location, Stream::Contacts, &state)?;
+        Ok((state, run_id))
+    })
+    .await
+}
+
+/// Decides the sweep of this run: continue the saved one when it fits the strategy, else start
+/// a full, incremental or legacy sweep.
+pub fn plan(state: &mut StreamState, opts: &SyncOptions, now: i64) {
+    if let Some(s) = &state.sweep {
+        let fits = match opts.strategy {
+            ListStrategy::LegacyList => s.kind == SweepKind::Legacy,
+            ListStrategy::Search => {
+                s.kind == SweepKind::Full || (s.kind == SweepKind::Incremental && !opts.force_full)
+            }
+        };
+        if fits {
+            return;
+        }
+    }
+    let reconcile_due = state.last_full_sweep_ms.is_none_or(|t| {
+        now.saturating_sub(t) >= i64::try_from(opts.reconcile_every.as_millis()).unwrap_or(i64::MAX)
+    });
+    let sweep = match (opts.strategy, state.watermark_ms) {
+        (ListStrategy::LegacyList, _) => {
+            state.sweep_seq += 1;
+            Sweep::new(SweepKind::Legacy, state.sweep_seq, now, None)
+        }
+        (ListStrategy::Search, Some(w)) if !opts.force_full && !reconcile_due => {
+            let lookback = i64::try_from(opts.lookback.as_millis()).unwrap_or(0);
+            Sweep::new(
+                SweepKind::Incremental,
+                state.sweep_seq,
+                now,
+                Some(w - lookback),
+            )
+        }
+        (ListStrategy::Search, _) => {
+            state.sweep_seq += 1;
+            Sweep::new(SweepKind::Full, state.sweep_seq, now, None)
+        }
+    };
+    state.sweep = Some(sweep);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    Asc,
+    Desc,
+}
+
+type Fetch = JoinHandle<(Dir, Result<ContactsPage, UpstreamError>)>;
+
+impl Run<'_> {
+    fn sweep(&self) -> Result<&Sweep, Halt> {
+        self.state
+            .sweep
+            .as_ref()
+            .ok_or_else(|| Halt::Failed(SyncError::Task("no sweep planned".into())))
+    }
+
+    fn sweep_mut(&mut self) -> Result<&mut Sweep, Halt> {
+        self.state
+            .sweep
+            .as_mut()
+            .ok_or_else(|| Halt::Failed(SyncError::Task("no sweep planned".into())))
+    }
+
+    async fn execute(&mut self) -> Result<(), Halt> {
+        loop {
+            let kind = self.sweep()?.kind;
+            match kind {
+                SweepKind::Legacy => self.legacy_pass().await?,
+                SweepKind::Full | SweepKind::Incremental => self.search_pass().await?,
+            }
+            let sweep = self.sweep()?.clone();
+            if sweep.kind == SweepKind::Full && sweep.pass == Pass::Main {
+                self.start_catch_up(&sweep).await?;
+                continue;
+            }
+            return self.finish(&sweep).await;
+        }
+    }
+
+    /// After a full sweep's main pass: re-read everything updated since the sweep started.
+    async fn start_catch_up(&mut self, sweep: &Sweep) -> Result<(), Halt> {
+        let lookback = i64::try_from(self.opts.lookback.as_millis()).unwrap_or(0);
+        let mut next = Sweep::new(sweep.kind, sweep.seq, sweep.started_at_ms, None);
+        next.pass = Pass::CatchUp;
+        next.since_ms = Some(sweep.started_at_ms - lookback);
+        next.max_seen_ms = sweep.max_seen_ms;
+        self.state.sweep = Some(next);
+        let (store, loc, state) = (
+            self.store.clone(),
+            self.location.clone(),
+            self.state.clone(),
+        );
+        blocking(move || Ok(store.save_state(&loc, Stream::Contacts, &state)?))
+            .await
+            .map_err(Halt::Failed)
+    }
+
+    /// Completes the sweep: advance the watermark, and tombstone unseen contacts when the sweep
+    /// read everything.
+    async fn finish(&mut self, sweep: &Sweep) -> Result<(), Halt> {
+        let now = now_ms();
+        self.state.watermark_ms = match (self.state.watermark_ms, sweep.max_seen_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if sweep.kind.reconciles() {
+            self.state.last_full_sweep_ms = Some(now);
+        }
+        self.state.sweep = None;
+        self.refresh_counters();
+        let reconcile = sweep.kind.reconciles().then_some(sweep.seq);
+        let (store, loc, state, run_id) = (
+            self.store.clone(),
+            self.location.clone(),
+            self.state.clone(),
+            self.run_id,
+        );
+        let mut progress = self.progress.clone();
+        let progress = blocking(move || {
+            let key = RunKey {
+                location: &loc,
+                stream: Stream::Contacts,
+                run_id,
+            };
+            store.finish_sweep(key, reconcile, &state, &mut progress)?;
+            Ok(progress)
+        })
+        .await
+        .map_err(Halt::Failed)?;
+        self.progress = progress;
+        Ok(())
+    }
+
+    fn refresh_counters(&mut self) {
+        let c = self.client.counters();
+        self.progress.requests = c.requests - self.base.requests;
+        self.progress.retries = c.retries - self.base.retries;
+        self.progress.rate_limited = c.rate_limited - self.base.rate_limited;
+        self.progress.daily_remaining = self.client.daily_remaining();
+    }
+
+    /// Why this run must stop issuing requests now, if it must.
+    fn stop_reason(&self) -> Option<String> {
+        if *self.stop.borrow() {
+            return Some(
+                "stopped by signal; the cursor is saved and the next run continues".into(),
+            );
+        }
+        // The remaining quota is only trusted once this run has heard from HighLevel: the
+        // figure from an earlier run may predate the daily reset.
+        let heard = self.client.counters().requests > self.base.requests;
+        if heard && self.client.quota_low() {
+            return Some(format!(
+                "daily quota reserve reached (X-RateLimit-Daily-Remaining {} < upstream.rate_limit.daily_reserve {}); the cursor is saved and the next run continues",
+                self.client.daily_remaining().unwrap_or(0),
+                self.client.daily_reserve()
+            ));
+        }
+        None
+    }
+
+    fn spawn_search(&self, dir: Dir) -> Result<Fetch, Halt> {
+        let sweep = self.sweep()?;
+        let req = SearchRequest {
+            since_ms: sweep.since_ms,
+            descending: dir == Dir::Desc,
+            after: match dir {
+                Dir::Asc => sweep.asc.clone(),
+                Dir::Desc => sweep.desc.clone(),
+            },
+            page_limit: self.opts.page_limit,
+        };
+        let client = self.client.clone();
+        Ok(tokio::spawn(async move {
+            (dir, client.search_contacts(&req).await)
+        }))
+    }
+
+    /// One pass of a search sweep, from both ends, until the walks meet.
+    async fn search_pass(&mut self) -> Result<(), Halt> {
+        let mut in_flight: FuturesUnordered<Fetch> = FuturesUnordered::new();
+        let (mut asc_busy, mut desc_busy) = (false, false);
+        let mut total: Option<u64> = None;
+        let mut halt: Option<Halt> = None;
+        let limit = u64::from(self.opts.page_limit);
+        loop {
+            if halt.is_none() {
+                halt = self.stop_reason().map(Halt::Stopped);
+            }
+            if halt.is_none() {
+                let s = self.sweep()?;
+                if !s.pass_complete() {
+                    let max = self.opts.max_in_flight.max(1);
+                    if !asc_busy && !s.asc_done && in_flight.len() < max {
+                        in_flight.push(self.spawn_search(Dir::Asc)?);
+                        asc_busy = true;
+                    }
+                    let s = self.sweep()?;
+                    let two_ended =
+                        max >= 2 && (s.desc.is_some() || total.is_some_and(|t| t > limit));
+                    let tight = total.is_some_and(|t| t.saturating_sub(s.received) <= limit);
+                    if two_ended
+                        && !desc_busy
+                        && !s.desc_done
+                        && in_flight.len() < max
+                        && !(tight && asc_busy)
+                    {
+                        in_flight.push(self.spawn_search(Dir::Desc)?);
+                        desc_busy = true;
+                    }
+                }
+            }
+            let Some(joined) = in_flight.next().await else {
+                break;
+            };
+            let (dir, result) = joined.map_err(|e| Halt::Failed(SyncError::Task(e.to_string())))?;
+            match dir {
+                Dir::Asc => asc_busy = false,
+                Dir::Desc => desc_busy = false,
+            }
+            match result {
+                Ok(page) => {
+                    if let Some(t) = page.total {
+                        total = Some(t);
+                        if let Some(obs) = &self.observer {
+                            obs(SyncEvent::Total {
+                                location: self.location.clone(),
+                                total: t,
+                            });
+                        }
+                    }
+                    if let Err(h) = self.apply_page(dir, page.contacts, None).await {
+                        halt.get_or_insert(h);
+                    }
+                }
+                Err(e) => {
+                    halt.get_or_insert(Halt::Failed(e.into()));
+                }
+            }
+        }
+        match halt {
+            Some(h) => Err(h),
+            None => Ok(()),
+        }
+    }
+
+    /// One pass of the legacy list: serial by nature (the cursor comes from each page), but the
+    /// next request is sent before the current page is committed.
+    async fn legacy_pass(&mut self) -> Result<(), Halt> {
+        let limit = self.opts.legacy_page_limit;
+        let mut next: Option<JoinHandle<Result<ContactsPage, UpstreamError>>> = None;
+        loop {
+            if self.sweep()?.asc_done {
+                return Ok(());
+            }
+            let handle = match next.take() {
+                Some(h) => h,
+                None => {
+                    if let Some(why) = self.stop_reason() {
+                        return Err(Halt::Stopped(why));
+                    }
+                    self.spawn_list(self.sweep()?.asc.clone(), limit)
+                }
+            };
+            let page = handle
+                .await
+                .map_err(|e| Halt::Failed(SyncError::Task(e.to_string())))?
+                .map_err(|e| Halt::Failed(e.into()))?;
+            let total = page
+                .total
+                .or(page.meta.as_ref().and_then(|m| m.total.map(|t| t as u64)));
+            if let (Some(t), Some(obs)) = (total, &self.observer) {
+                obs(SyncEvent::Total {
+                    location: self.location.clone(),
+                    total: t,
+                });
+            }
+            let n = page.contacts.len() as u32;
+            let cursor = legacy_cursor(&page);
+            let more = n >= limit && cursor.is_some();
+            if more && self.stop_reason().is_none() {
+                next = Some(self.spawn_list(cursor.clone(), limit));
+            }
+            self.apply_page(Dir::Asc, page.contacts, Some((cursor, !more)))
+                .await?;
+        }
+    }
+
+    fn spawn_list(
+        &self,
+        after: Option<SortKey>,
+        limit: u32,
+    ) -> JoinHandle<Result<ContactsPage, UpstreamError>> {
+        let client = self.client.clone();
+        tokio::spawn(async move { client.list_contacts(after.as_ref(), limit).await })
+    }
+
+    /// Advances the sweep by one page and commits the page with the new cursor. `legacy` gives
+    /// the list's own cursor and whether the list ended.
+    async fn apply_page(
+        &mut self,
+        dir: Dir,
+        contacts: Vec<PagedContact>,
+        legacy: Option<(Option<SortKey>, bool)>,
+    ) -> Result<(), Halt> {
+        let n = contacts.len() as u64;
+        let limit = u64::from(self.opts.page_limit);
+        let last = contacts.last().map(|c| c.key.clone());
+        let max_updated = contacts
+            .iter()
+            .filter_map(|c| c.contact.date_updated_ms)
+            .max();
+        let warnings: u64 = contacts
+            .iter()
+            .map(|c| u64::from(c.contact.field_warnings))
+            .sum();
+        let sweep = self.sweep_mut()?;
+        sweep.received += n;
+        sweep.max_seen_ms = sweep.max_seen_ms.max(max_updated);
+        match (dir, legacy) {
+            (_, Some((cursor, ended))) => {
+                if cursor.is_some() {
+                    sweep.asc = cursor;
+                }
+                sweep.asc_done = ended;
+            }
+            (Dir::Asc, None) => {
+                sweep.asc_done |= n < limit;
+                if last.is_some() {
+                    sweep.asc = last;
+                }
+            }
+            (Dir::Desc, None) => {
+                sweep.desc_done |= n < limit;
+                if last.is_some() {
+                    sweep.desc = last;
+                }
+            }
+        }
+        let mark = sweep.kind.reconciles().then_some(sweep.seq);
+        self.progress.received += n;
+        self.progress.warnings += warnings;
+        self.refresh_counters();
+        let (store, loc, state, run_id) = (
+            self.store.clone(),
+            self.location.clone(),
+            self.state.clone(),
+            self.run_id,
+        );
+        let mut progress = self.progress.clone();
+        let t = Instant::now();
+        let progress = blocking(move || {
+            let key = RunKey {
+                location: &loc,
+                stream: Stream::Contacts,
+                run_id,
+            };
+            store.commit_page(key, &contacts, mark, &state, &mut progress)?;
+            Ok(progress)
+        })
+        .await
+        .map_err(Halt::Failed)?;
+        tracing::debug!(location = %self.location, ?dir, contacts = n, commit_ms = t.elapsed().as_millis() as u64, "page committed");
+        self.progress = progress;
+        if let Some(obs) = &self.observer {
+            obs(SyncEvent::Page {
+                location: self.location.clone(),
+                contacts: n,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The legacy list's next cursor: `meta.startAfter` + `meta.startAfterId` when HighLevel sends
+/// them, else the last contact's (dateAdded, id).
+fn legacy_cursor(page: &ContactsPage) -> Option<SortKey> {
+    if let Some(m) = &page.meta {
+        // When HighLevel sends `meta`, it is the authority: null ids mean "no next page".
+        return match (m.start_after, m.start_after_id.clone()) {
+            (Some(ms), Some(id)) => Some(SortKey { ms: ms as i64, id }),
+            _ => None,
+        };
+    }
+    page.contacts.last().map(|c| c.key.clone())
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SyncError> + Send + 'static,
+) -> Result<T, SyncError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SyncError::Task(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_run_plans_a_full_sweep_then_incremental_ones() {
+        let opts = SyncOptions::default();
+        let mut st = StreamState::default();
+        plan(&mut st, &opts, 1_000_000);
+        assert_eq!(st.sweep.as_ref().map(|s| s.kind), Some(SweepKind::Full));
+        assert_eq!(st.sweep_seq, 1);
+        st.sweep = None;
+        st.watermark_ms = Some(900_000);
+        st.last_full_sweep_ms = Some(1_000_000);
+        plan(&mut st, &opts, 1_000_001);
+        let s = st.sweep.clone().unwrap();
+        assert_eq!(s.kind, SweepKind::Incremental);
+        assert_eq!(s.since_ms, Some(900_000 - 300_000));
+    }
+
+    #[test]
+    fn a_due_reconciliation_plans_a_full_sweep() {
+        let opts = SyncOptions::default();
+        let mut st = StreamState {
+            watermark_ms: Some(5),
+            last_full_sweep_ms: Some(0),
+            ..StreamState::default()
+        };
+        plan(&mut st, &opts, 24 * 3600 * 1000);
+        assert_eq!(st.sweep.map(|s| s.kind), Some(SweepKind::Full));
+    }
+}
