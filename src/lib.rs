@@ -26,6 +26,7 @@
 
 pub mod config;
 pub mod model;
+pub mod sandbox;
 pub mod store;
 pub mod sync;
 pub mod upstream;

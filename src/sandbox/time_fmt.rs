@@ -1,0 +1,106 @@
+//! Millisecond timestamps: fast ISO-8601 UTC rendering ("2025-03-01T10:15:30.123Z"),
+//! parsing of ISO strings / dates / ms numbers, and the wall clock.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// One day in milliseconds.
+pub(super) const DAY_MS: i64 = 86_400_000;
+/// 2023-01-01T00:00:00.000Z: earliest seeded dateAdded.
+pub(super) const RANGE_START_MS: i64 = 1_672_531_200_000;
+/// 2026-01-01T00:00:00.000Z: seeded dates lie before this.
+pub(super) const RANGE_END_MS: i64 = 1_767_225_600_000;
+
+/// Wall-clock now in ms since the epoch.
+pub(super) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Days since 1970-01-01 of a civil date (inverse of `civil_from_days`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// "YYYY-MM-DDTHH:MM:SS.mmmZ".
+pub(super) fn iso_ms(ms: i64) -> String {
+    let days = ms.div_euclid(DAY_MS);
+    let rem = ms.rem_euclid(DAY_MS);
+    let (y, m, d) = civil_from_days(days);
+    let (h, min) = (rem / 3_600_000, rem / 60_000 % 60);
+    let (s, milli) = (rem / 1000 % 60, rem % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
+}
+
+/// "YYYY-MM-DD" of a day count since the epoch.
+pub(super) fn ymd(days: i32) -> String {
+    let (y, m, d) = civil_from_days(i64::from(days));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Parses RFC 3339 ("2025-03-01T10:15:30.123Z") or a bare "YYYY-MM-DD".
+pub(super) fn parse_iso(s: &str) -> Option<i64> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok();
+    }
+    parse_ymd(s).map(|days| days * DAY_MS)
+}
+
+fn parse_ymd(s: &str) -> Option<i64> {
+    let mut parts = s.split('-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next()?.parse().ok()?;
+    let d: u32 = parts.next()?.parse().ok()?;
+    let valid = parts.next().is_none() && (1..=12).contains(&m) && (1..=31).contains(&d);
+    valid.then(|| days_from_civil(y, m, d))
+}
+
+/// A ms timestamp from a JSON number, numeric string or ISO string.
+pub(super) fn ms_from_json(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        serde_json::Value::String(s) => s.parse::<i64>().ok().or_else(|| parse_iso(s)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_roundtrip() {
+        let ms = 1_740_824_130_123;
+        assert_eq!(iso_ms(ms), "2025-03-01T10:15:30.123Z");
+        assert_eq!(parse_iso("2025-03-01T10:15:30.123Z"), Some(ms));
+        assert_eq!(iso_ms(RANGE_START_MS), "2023-01-01T00:00:00.000Z");
+        assert_eq!(parse_iso("2026-01-01"), Some(RANGE_END_MS));
+        assert_eq!(ymd(0), "1970-01-01");
+        assert_eq!(parse_iso("nope"), None);
+    }
+}

@@ -1,0 +1,260 @@
+//! Static vocabularies the seeded contact generator draws from: names (with
+//! unicode), companies (with emoji and JSON-hostile characters), places, tags,
+//! sources, time zones, custom-field values and attribution patterns.
+//!
+//! Contacts store small indices into these tables, which keeps 100k+ contacts
+//! per location compact in memory.
+
+/// First names: (display, ascii used for e-mail local parts).
+pub(super) const FIRST_NAMES: &[(&str, &str)] = &[
+    ("James", "james"),
+    ("Mary", "mary"),
+    ("José", "jose"),
+    ("Zoë", "zoe"),
+    ("Łukasz", "lukasz"),
+    ("李", "li"),
+    ("Ἀθηνᾶ", "athina"),
+    ("Søren", "soren"),
+    ("Aoife", "aoife"),
+    ("Émilie", "emilie"),
+    ("Björn", "bjorn"),
+    ("Олег", "oleg"),
+    ("محمد", "mohammed"),
+    ("Priya", "priya"),
+    ("Hiroshi", "hiroshi"),
+    ("Fatima", "fatima"),
+    ("Chloé", "chloe"),
+    ("Mateo", "mateo"),
+    ("Noah", "noah"),
+    ("Olivia", "olivia"),
+    ("Liam", "liam"),
+    ("Emma", "emma"),
+    ("Ava", "ava"),
+    ("Sophia", "sophia"),
+    ("Lucas", "lucas"),
+    ("Mia", "mia"),
+    ("Ethan", "ethan"),
+    ("Amelia", "amelia"),
+    ("Oliver", "oliver"),
+    ("Isabella", "isabella"),
+    ("Jürgen", "jurgen"),
+    ("Siobhán", "siobhan"),
+    ("Anne-Marie", "annemarie"),
+    ("D'Andre", "dandre"),
+    ("Kwame", "kwame"),
+    ("Ngozi", "ngozi"),
+];
+
+/// Last names: (display, ascii used for e-mail local parts).
+pub(super) const LAST_NAMES: &[(&str, &str)] = &[
+    ("Smith", "smith"),
+    ("Johnson", "johnson"),
+    ("García", "garcia"),
+    ("Müller", "muller"),
+    ("Kowalski", "kowalski"),
+    ("王", "wang"),
+    ("Παπαδόπουλος", "papadopoulos"),
+    ("O'Brien", "obrien"),
+    ("Nguyễn", "nguyen"),
+    ("Brown", "brown"),
+    ("Williams", "williams"),
+    ("Jones", "jones"),
+    ("Miller", "miller"),
+    ("Davis", "davis"),
+    ("Rodríguez", "rodriguez"),
+    ("Martínez", "martinez"),
+    ("Hernández", "hernandez"),
+    ("Lopez", "lopez"),
+    ("Wilson", "wilson"),
+    ("Anderson", "anderson"),
+    ("Taylor", "taylor"),
+    ("Thomas", "thomas"),
+    ("Moore", "moore"),
+    ("Jackson", "jackson"),
+    ("Martin", "martin"),
+    ("Lee", "lee"),
+    ("Pérez", "perez"),
+    ("Thompson", "thompson"),
+    ("White", "white"),
+    ("Harris", "harris"),
+    ("Иванов", "ivanov"),
+    ("Şahin", "sahin"),
+    ("de la Cruz", "delacruz"),
+    ("van der Berg", "vanderberg"),
+    ("Okafor", "okafor"),
+    ("Sato", "sato"),
+];
+
+/// Company names, including emoji, quotes, backslashes and CJK.
+pub(super) const COMPANIES: &[&str] = &[
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Rocket Labs 🚀",
+    "Café Müller GmbH",
+    "株式会社サンプル",
+    "O'Reilly & Sons",
+    "\"Quoted\" Holdings",
+    "Umbrella, Inc.",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Pizza 🍕 Palace",
+    "Żabka Sp. z o.o.",
+    "AC\\DC Supplies",
+    "Hooli",
+    "Vandelay Industries",
+    "Soylent <Green> Co",
+    "Ελληνικά Ltd",
+];
+
+/// E-mail domains.
+pub(super) const DOMAINS: &[&str] = &[
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "example.com",
+    "icloud.com",
+    "proton.me",
+    "company.co.uk",
+];
+
+/// Places: (city, state, country code, postal-code prefix).
+pub(super) const CITIES: &[(&str, &str, &str, &str)] = &[
+    ("Austin", "TX", "US", "787"),
+    ("New York", "NY", "US", "100"),
+    ("San Francisco", "CA", "US", "941"),
+    ("Chicago", "IL", "US", "606"),
+    ("Dolomite", "AL", "US", "350"),
+    ("Toronto", "ON", "CA", "M5V "),
+    ("London", "England", "GB", "SW1A "),
+    ("München", "Bayern", "DE", "803"),
+    ("São Paulo", "SP", "BR", "010"),
+    ("Kraków", "Małopolskie", "PL", "30-"),
+    ("Zürich", "ZH", "CH", "80"),
+    ("東京", "Tokyo", "JP", "100-"),
+    ("Sydney", "NSW", "AU", "20"),
+    ("Ciudad de México", "CDMX", "MX", "06"),
+    ("Dublin", "Leinster", "IE", "D0"),
+    ("Αθήνα", "Attica", "GR", "10"),
+];
+
+/// Street names for `address1`.
+pub(super) const STREETS: &[&str] = &[
+    "Main St",
+    "1st St N",
+    "Oak Avenue",
+    "Rue de la Paix",
+    "Königstraße",
+    "Calle Mayor",
+    "Elm Street, Apt 4B",
+    "Sunset Blvd",
+];
+
+/// IANA time zones.
+pub(super) const TIMEZONES: &[&str] = &[
+    "America/Chicago",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Calcutta",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "America/Sao_Paulo",
+    "Europe/Warsaw",
+];
+
+/// Tag vocabulary (at most 16: contacts keep tags as a bit mask).
+pub(super) const TAGS: &[&str] = &[
+    "lead",
+    "customer",
+    "vip",
+    "newsletter",
+    "webinar-2024",
+    "cold",
+    "hot",
+    "follow up",
+    "Facebook Ad",
+    "referral",
+    "do-not-call",
+    "trial",
+];
+
+/// Contact sources.
+pub(super) const SOURCES: &[&str] = &[
+    "public api",
+    "form",
+    "import",
+    "manual",
+    "facebook",
+    "zapier",
+    "Website Chat",
+];
+
+/// Websites.
+pub(super) const WEBSITES: &[&str] = &[
+    "https://www.example.com",
+    "https://acme.test",
+    "http://shop.example.org/path?x=1&y=2",
+    "https://例え.jp",
+    "www.no-scheme.io",
+];
+
+/// Value choices of each of the five custom fields (index = field number).
+pub(super) const CUSTOM_VALUES: &[&[&str]] = &[
+    &["Gold", "Silver", "Bronze", "Platinum"],
+    &["10", "42", "77", "99", "0"],
+    &["2024-01-31", "2025-06-30", "2026-12-01"],
+    &[
+        "Prefers email",
+        "Call after 5pm",
+        "Habla español",
+        "日本語OK",
+        "Likes 🎉",
+    ],
+    &["Yes", "No"],
+];
+
+/// DND channels in `dndSettings`, in spec order.
+pub(super) const DND_CHANNELS: &[&str] = &["Call", "Email", "SMS", "WhatsApp", "GMB", "FB"];
+
+/// DND statuses; a channel's 2-bit code 1..=3 indexes this table minus one.
+pub(super) const DND_STATUSES: &[&str] = &["active", "inactive", "permanent"];
+
+/// Attribution patterns: (url, utmSource, utmMedium, campaign, referrer, medium).
+pub(super) type Attribution = (
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+/// Attribution source patterns.
+pub(super) const ATTRIBUTIONS: &[Attribution] = &[
+    ("Trigger Link", None, None, None, None, Some("trigger_link")),
+    (
+        "https://landing.example.com/offer?utm_source=google",
+        Some("google"),
+        Some("cpc"),
+        Some("spring-sale"),
+        Some("https://www.google.com/"),
+        Some("form"),
+    ),
+    (
+        "https://www.facebook.com/ads",
+        Some("facebook"),
+        Some("paid_social"),
+        Some("Retargeting 🎯"),
+        None,
+        Some("survey"),
+    ),
+    ("Contact Form", None, None, None, None, Some("form")),
+];
+
+/// User agents used in attribution sources.
+pub(super) const USER_AGENTS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)",
+];
