@@ -24,6 +24,7 @@
 //!   tombstones anything.
 //! - Secrets live in `SecretString` and never reach logs, `Debug` output or errors.
 
+pub mod cli;
 pub mod config;
 pub mod model;
 pub mod sandbox;

@@ -1,3 +1,16 @@
-//! Entry point; the command line arrives with `cli`.
+//! Entry point: parse the command line, set up logging, run, map the result to an exit code.
 
-fn main() {}
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = ghl_mirror::cli::Cli::parse();
+    ghl_mirror::cli::init_tracing(args.verbose);
+    match ghl_mirror::cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Sync benchmark (not a test): `cargo bench --bench sync`.
+//!
+//! 1. Full sync of N contacts (default 100,000) against a sandbox with HighLevel's real rate
+//!    limits (100 requests / 10 s) and 100 ms latency: requests used, wall time, 429s received.
+//! 2. Ingest: the same full sync with no limits and no latency: contacts per second.
+//! 3. Peak memory (VmHWM) of this process, which runs only the sync (the sandbox is a child
+//!    process, so its memory is not counted).
+//!
+//! `BENCH_CONTACTS=20000 cargo bench --bench sync` runs a smaller N.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark aborts on any setup failure
+
+use ghl_mirror::store::Store;
+use ghl_mirror::sync::{SyncOptions, SyncReport, sync_contacts};
+use ghl_mirror::upstream::{Client, ClientSettings};
+use secrecy::SecretString;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const LOC: &str = "sandboxLocation00001";
+const TOKEN: &str = "pit-sandbox-token-1";
+
+struct SandboxProcess {
+    child: Child,
+    base_url: String,
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_sandbox(contacts: usize, latency_ms: u64, limits: bool) -> SandboxProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ghl-mirror"));
+    cmd.args([
+        "sandbox",
+        "--port",
+        "0",
+        "--contacts",
+        &contacts.to_string(),
+    ])
+    .args(["--latency-ms", &latency_ms.to_string()])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    if !limits {
+        cmd.arg("--no-limits");
+    }
+    let mut child = cmd.spawn().expect("start the sandbox");
+    let stdout = child.stdout.take().expect("sandbox stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("sandbox banner");
+    let base_url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("base url in banner")
+        .to_string();
+    SandboxProcess { child, base_url }
+}
+
+fn client(base_url: &str) -> Client {
+    Client::new(ClientSettings {
+        base_url: base_url.parse().expect("url"),
+        api_version: "2021-07-28".into(),
+        location_id: LOC.into(),
+        token: SecretString::from(TOKEN.to_string()),
+        timeout: Duration::from_secs(30),
+        burst_max: 100,
+        interval: Duration::from_secs(10),
+        safety_margin: Duration::from_millis(200),
+        daily_reserve: 5_000,
+        max_attempts: 6,
+        base_delay: Duration::from_millis(250),
+        max_delay: Duration::from_secs(20),
+    })
+    .expect("client")
+}
+
+async fn full_sync(base_url: &str) -> SyncReport {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("bench.db")).expect("store");
+    let stop = tokio::sync::watch::channel(false).1;
+    sync_contacts(
+        &store,
+        &client(base_url),
+        &SyncOptions::default(),
+        stop,
+        None,
+    )
+    .await
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "FAIL" }
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_CONTACTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "ghl-mirror sync benchmark, N = {n} contacts, {} cores",
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
+
+    let sb = start_sandbox(n, 100, true);
+    let r = rt.block_on(full_sync(&sb.base_url));
+    drop(sb);
+    assert!(r.error.is_none(), "rate-limited sync failed: {:?}", r.error);
+    let requests = r.progress.requests;
+    let max_requests = n.div_ceil(500) as u64 + 2;
+    let wall = r.elapsed.as_secs_f64();
+    let max_wall = 1.15 * (requests as f64 / 10.0);
+    println!("\n[1] full sync, real limits (100 req / 10 s), 100 ms latency");
+    println!(
+        "    requests        {requests:>10}   target <= {max_requests} (ceil(N/500)+2)   {}",
+        verdict(requests <= max_requests)
+    );
+    println!(
+        "    wall time       {wall:>9.2}s   target <= {max_wall:.2}s (1.15 x requests / 10 req/s)   {}",
+        verdict(wall <= max_wall)
+    );
+    println!(
+        "    429s received   {:>10}   target 0   {}",
+        r.progress.rate_limited,
+        verdict(r.progress.rate_limited == 0)
+    );
+    println!(
+        "    requests per synced contact {:.5}",
+        requests as f64 / n as f64
+    );
+
+    let sb = start_sandbox(n, 0, false);
+    let r = rt.block_on(full_sync(&sb.base_url));
+    drop(sb);
+    assert!(r.error.is_none(), "ingest sync failed: {:?}", r.error);
+    let rate = n as f64 / r.elapsed.as_secs_f64();
+    println!("\n[2] ingest, no limits, no latency");
+    println!("    wall time       {:>9.2}s", r.elapsed.as_secs_f64());
+    println!(
+        "    contacts/s      {rate:>10.0}   target >= 50000   {}",
+        verdict(rate >= 50_000.0)
+    );
+
+    let rss = peak_rss_mb();
+    println!("\n[3] memory");
+    println!(
+        "    peak RSS        {rss:>8.1} MB   target <= 150 MB   {}",
+        verdict(rss <= 150.0)
+    );
+}

@@ -1,0 +1,212 @@
+//! The binary as a user runs it: config errors, exit codes, summary lines, status, and a sync
+//! process killed with SIGKILL at arbitrary moments that still converges.
+
+use crate::kit::*;
+use ghl_mirror::sandbox::SandboxConfig;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ghl-mirror"));
+    c.env_remove("GHL_MIRROR_CONFIG")
+        .env_remove("GHL_TOKEN")
+        .env_remove("GHL_LOCATION_ID")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn write_config(dir: &Path, base_url: &str, extra: &str) -> std::path::PathBuf {
+    let p = dir.join("config.toml");
+    let text = format!(
+        "[database]\npath = {:?}\n[upstream]\nbase_url = {base_url:?}\n{extra}\n[[locations]]\nid = \"{LOC}\"\ntoken_env = \"TEST_TOKEN\"\n",
+        dir.join("mirror.db").display().to_string()
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+async fn run(mut c: Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test]
+async fn a_bad_config_value_fails_with_a_message_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(&p, "[upstream.rate_limit]\nburst_max = 0\n").unwrap();
+    let out = run({
+        let mut c = bin();
+        c.arg("--config").arg(&p).arg("sync");
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("upstream.rate_limit.burst_max"), "{err}");
+    assert!(err.contains("from 1 to"), "{err}");
+}
+
+#[tokio::test]
+async fn a_config_with_a_typo_or_wrong_type_is_rejected_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(&p, "[sync]\npage_limit = \"lots\"\n").unwrap();
+    let out = run({
+        let mut c = bin();
+        c.arg("--config").arg(&p).arg("sync");
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("page_limit"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn sync_without_any_location_says_how_to_configure_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run({
+        let mut c = bin();
+        c.current_dir(dir.path()).arg("sync");
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no location configured"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn sync_prints_one_summary_line_and_status_reports_the_location() {
+    let k = kit(800).await;
+    let cfg = write_config(k.dir.path(), &k.sandbox.base_url(), "");
+    let out = run({
+        let mut c = bin();
+        c.arg("--config")
+            .arg(&cfg)
+            .arg("sync")
+            .env("TEST_TOKEN", TOKEN);
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{LOC}: full sync success")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("800 received (800 new"), "{stdout}");
+    assert!(!stdout.contains(TOKEN) && !text(&out.stderr).contains(TOKEN));
+
+    let out = run({
+        let mut c = bin();
+        c.arg("--config")
+            .arg(&cfg)
+            .arg("status")
+            .env("TEST_TOKEN", TOKEN);
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains(&format!("location {LOC} / contacts")), "{s}");
+    assert!(s.contains("800 live, 0 tombstoned"), "{s}");
+    assert!(s.contains("last run:       #1 full success"), "{s}");
+    assert!(s.contains("requests today: "), "{s}");
+}
+
+#[tokio::test]
+async fn a_failed_location_gives_exit_code_1() {
+    let k = kit(10).await;
+    let cfg = write_config(k.dir.path(), &k.sandbox.base_url(), "");
+    let out = run({
+        let mut c = bin();
+        c.arg("--config")
+            .arg(&cfg)
+            .arg("sync")
+            .env("TEST_TOKEN", "wrong");
+        c
+    })
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("failed"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn a_sync_killed_at_any_moment_converges_on_rerun_with_no_loss_or_duplicates() {
+    let mut cfg = SandboxConfig::new(21, seeds(&[6_000]));
+    cfg.latency = Duration::from_millis(40);
+    let k = kit_with(cfg).await;
+    let config = write_config(
+        k.dir.path(),
+        &k.sandbox.base_url(),
+        "[sync]\npage_limit = 200\n",
+    );
+    for kill_after_ms in [150u64, 400, 700] {
+        let mut child = bin()
+            .arg("--config")
+            .arg(&config)
+            .arg("sync")
+            .env("TEST_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
+        child.kill().unwrap(); // SIGKILL: no chance to clean up
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        if kill_after_ms == 400 {
+            k.sandbox.churn(LOC, 20, 20, 0);
+        }
+    }
+    let out = run({
+        let mut c = bin();
+        c.arg("--config")
+            .arg(&config)
+            .arg("sync")
+            .env("TEST_TOKEN", TOKEN);
+        c
+    })
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    k.assert_mirrors(LOC);
+    let interrupted = k
+        .store
+        .query(
+            "SELECT COUNT(*) FROM sync_runs WHERE outcome = 'interrupted'",
+            1,
+        )
+        .unwrap();
+    assert!(
+        interrupted.rows[0][0].as_deref() != Some("0"),
+        "killed runs are recorded"
+    );
+}

@@ -1,0 +1,8 @@
+//! The one integration-test binary: every test owns its sandbox (port 0) and temp database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests assert by unwrapping
+
+mod cli;
+mod errors;
+mod kit;
+mod sync;
