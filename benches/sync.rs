@@ -62,14 +62,14 @@ fn start_sandbox(contacts: usize, latency_ms: u64, limits: bool) -> SandboxProce
     SandboxProcess { child, base_url }
 }
 
-fn client(base_url: &str) -> Client {
+fn client(base_url: &str, limited: bool) -> Client {
     Client::new(ClientSettings {
         base_url: base_url.parse().expect("url"),
         api_version: "2021-07-28".into(),
         location_id: LOC.into(),
         token: SecretString::from(TOKEN.to_string()),
         timeout: Duration::from_secs(30),
-        burst_max: 100,
+        burst_max: if limited { 100 } else { 1_000_000 },
         interval: Duration::from_secs(10),
         safety_margin: Duration::from_millis(200),
         daily_reserve: 5_000,
@@ -80,13 +80,13 @@ fn client(base_url: &str) -> Client {
     .expect("client")
 }
 
-async fn full_sync(base_url: &str) -> SyncReport {
+async fn full_sync(base_url: &str, limited: bool) -> SyncReport {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(&dir.path().join("bench.db")).expect("store");
     let stop = tokio::sync::watch::channel(false).1;
     sync_contacts(
         &store,
-        &client(base_url),
+        &client(base_url, limited),
         &SyncOptions::default(),
         stop,
         None,
@@ -123,7 +123,7 @@ fn main() {
     );
 
     let sb = start_sandbox(n, 100, true);
-    let r = rt.block_on(full_sync(&sb.base_url));
+    let r = rt.block_on(full_sync(&sb.base_url, true));
     drop(sb);
     assert!(r.error.is_none(), "rate-limited sync failed: {:?}", r.error);
     let requests = r.progress.requests;
@@ -150,7 +150,7 @@ fn main() {
     );
 
     let sb = start_sandbox(n, 0, false);
-    let r = rt.block_on(full_sync(&sb.base_url));
+    let r = rt.block_on(full_sync(&sb.base_url, false));
     drop(sb);
     assert!(r.error.is_none(), "ingest sync failed: {:?}", r.error);
     let rate = n as f64 / r.elapsed.as_secs_f64();

@@ -1,5 +1,7 @@
 -- ghl-mirror schema v1: contacts mirror, sync state and run history.
 -- Append-only: later changes go in new V{n}__*.sql files.
+-- Foreign keys are enforced (PRAGMA foreign_keys = ON) and checked at COMMIT (deferred), which
+-- spares SQLite a statement journal per insert during bulk page commits.
 
 CREATE TABLE locations (
     id          TEXT PRIMARY KEY,
@@ -10,7 +12,7 @@ CREATE TABLE locations (
 -- One row per contact ever seen. Typed columns for filtering; `raw` is the exact upstream JSON.
 CREATE TABLE contacts (
     pk               INTEGER PRIMARY KEY,
-    location_id      TEXT NOT NULL REFERENCES locations(id),
+    location_id      TEXT NOT NULL REFERENCES locations(id) DEFERRABLE INITIALLY DEFERRED,
     id               TEXT NOT NULL,
     first_name       TEXT,
     last_name        TEXT,
@@ -41,28 +43,29 @@ CREATE TABLE contacts (
     UNIQUE (location_id, id)
 );
 CREATE INDEX contacts_by_updated ON contacts (location_id, date_updated_ms, id);
-CREATE INDEX contacts_by_email ON contacts (location_id, email);
-CREATE INDEX contacts_by_phone ON contacts (location_id, phone);
-CREATE INDEX contacts_by_business ON contacts (location_id, business_id);
+CREATE INDEX contacts_by_email ON contacts (email) WHERE email IS NOT NULL;
+CREATE INDEX contacts_by_phone ON contacts (phone) WHERE phone IS NOT NULL;
+CREATE INDEX contacts_by_business ON contacts (business_id) WHERE business_id IS NOT NULL;
 
+-- Tags and custom field values hang off the contact's integer key `pk`, so bulk inserts append
+-- instead of scattering across an index keyed by random contact ids. Join with
+-- `JOIN contacts c ON c.pk = t.contact_pk`.
 CREATE TABLE contact_tags (
-    location_id  TEXT NOT NULL,
-    contact_id   TEXT NOT NULL,
+    contact_pk   INTEGER NOT NULL REFERENCES contacts(pk)
+        ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
     tag          TEXT NOT NULL,
-    PRIMARY KEY (location_id, contact_id, tag),
-    FOREIGN KEY (location_id, contact_id) REFERENCES contacts(location_id, id) ON DELETE CASCADE
+    PRIMARY KEY (contact_pk, tag)
 ) WITHOUT ROWID;
-CREATE INDEX contact_tags_by_tag ON contact_tags (location_id, tag);
+CREATE INDEX contact_tags_by_tag ON contact_tags (tag);
 
 CREATE TABLE contact_custom_fields (
-    location_id  TEXT NOT NULL,
-    contact_id   TEXT NOT NULL,
+    contact_pk   INTEGER NOT NULL REFERENCES contacts(pk)
+        ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
     field_id     TEXT NOT NULL,
     value        TEXT,            -- the string, or JSON text for numbers, arrays and objects
-    PRIMARY KEY (location_id, contact_id, field_id),
-    FOREIGN KEY (location_id, contact_id) REFERENCES contacts(location_id, id) ON DELETE CASCADE
+    PRIMARY KEY (contact_pk, field_id)
 ) WITHOUT ROWID;
-CREATE INDEX contact_custom_fields_by_field ON contact_custom_fields (location_id, field_id);
+CREATE INDEX contact_custom_fields_by_field ON contact_custom_fields (field_id);
 
 -- Where each (location, stream) stands: the watermark and, mid-sweep, the cursor.
 CREATE TABLE sync_state (

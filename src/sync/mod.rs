@@ -110,7 +110,13 @@ struct Run<'a> {
     base: Counters,
     progress: RunProgress,
     state: StreamState,
+    /// A background WAL checkpoint, and the contacts committed since the last one started.
+    checkpoint: Option<JoinHandle<()>>,
+    since_checkpoint: u64,
 }
+
+/// Contacts committed between background WAL checkpoints (about 10-20 MB of WAL).
+const CHECKPOINT_EVERY: u64 = 10_000;
 
 /// Why a pass ended before completing.
 enum Halt {
@@ -167,6 +173,8 @@ pub async fn sync_contacts(
         base: client.counters(),
         progress: RunProgress::default(),
         state,
+        checkpoint: None,
+        since_checkpoint: 0,
     };
     let result = run.execute().await;
     run.refresh_counters();
@@ -379,6 +387,7 @@ impl Run<'_> {
 
     fn spawn_search(&self, dir: Dir) -> Result<Fetch, Halt> {
         let sweep = self.sweep()?;
+        tracing::debug!(?dir, received = sweep.received, pass = ?sweep.pass, "search request");
         let req = SearchRequest {
             since_ms: sweep.since_ms,
             descending: dir == Dir::Desc,
@@ -395,71 +404,129 @@ impl Run<'_> {
     }
 
     /// One pass of a search sweep, from both ends, until the walks meet.
+    ///
+    /// Fetching and writing overlap: pages that arrive while a commit runs are queued and then
+    /// written together in the next transaction (group commit), with the cursor after the last
+    /// of them. Fetching pauses while `MAX_QUEUED_PAGES` wait, which bounds memory.
     async fn search_pass(&mut self) -> Result<(), Halt> {
+        let mut p = PassState::default();
         let mut in_flight: FuturesUnordered<Fetch> = FuturesUnordered::new();
-        let (mut asc_busy, mut desc_busy) = (false, false);
-        let mut total: Option<u64> = None;
-        let mut halt: Option<Halt> = None;
-        let limit = u64::from(self.opts.page_limit);
+        let mut writing: Option<Commit> = None;
         loop {
-            if halt.is_none() {
-                halt = self.stop_reason().map(Halt::Stopped);
+            if p.halt.is_none() {
+                p.halt = self.stop_reason().map(Halt::Stopped);
             }
-            if halt.is_none() {
-                let s = self.sweep()?;
-                if !s.pass_complete() {
-                    let max = self.opts.max_in_flight.max(1);
-                    if !asc_busy && !s.asc_done && in_flight.len() < max {
-                        in_flight.push(self.spawn_search(Dir::Asc)?);
-                        asc_busy = true;
-                    }
-                    let s = self.sweep()?;
-                    let two_ended =
-                        max >= 2 && (s.desc.is_some() || total.is_some_and(|t| t > limit));
-                    let tight = total.is_some_and(|t| t.saturating_sub(s.received) <= limit);
-                    if two_ended
-                        && !desc_busy
-                        && !s.desc_done
-                        && in_flight.len() < max
-                        && !(tight && asc_busy)
-                    {
-                        in_flight.push(self.spawn_search(Dir::Desc)?);
-                        desc_busy = true;
-                    }
+            if p.halt.is_none() && p.queued.len() < MAX_QUEUED_PAGES {
+                self.issue(&mut p, &mut in_flight)?;
+            }
+            if writing.is_none() && !p.queued.is_empty() {
+                writing = Some(self.spawn_commit(std::mem::take(&mut p.queued))?);
+            }
+            let Some(commit) = writing.as_mut() else {
+                // Nothing being written: wait for a page, or end when none is coming.
+                match in_flight.next().await {
+                    Some(joined) => self.receive(joined, &mut p)?,
+                    None => break,
                 }
-            }
-            let Some(joined) = in_flight.next().await else {
-                break;
+                continue;
             };
-            let (dir, result) = joined.map_err(|e| Halt::Failed(SyncError::Task(e.to_string())))?;
-            match dir {
-                Dir::Asc => asc_busy = false,
-                Dir::Desc => desc_busy = false,
-            }
-            match result {
-                Ok(page) => {
-                    if let Some(t) = page.total {
-                        total = Some(t);
-                        if let Some(obs) = &self.observer {
-                            obs(SyncEvent::Total {
-                                location: self.location.clone(),
-                                total: t,
-                            });
-                        }
-                    }
-                    if let Err(h) = self.apply_page(dir, page.contacts, None).await {
-                        halt.get_or_insert(h);
+            let contacts = commit.contacts;
+            tokio::select! {
+                done = &mut commit.handle => {
+                    writing = None;
+                    if let Err(h) = self.take_commit(done, contacts) {
+                        p.halt.get_or_insert(h);
+                        p.queued.clear();
                     }
                 }
-                Err(e) => {
-                    halt.get_or_insert(Halt::Failed(e.into()));
+                Some(joined) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.receive(joined, &mut p)?;
                 }
             }
         }
-        match halt {
+        match p.halt {
             Some(h) => Err(h),
             None => Ok(()),
         }
+    }
+
+    /// Sends the next request of each walk that is idle, as the pass allows.
+    fn issue(
+        &self,
+        p: &mut PassState,
+        in_flight: &mut FuturesUnordered<Fetch>,
+    ) -> Result<(), Halt> {
+        let limit = u64::from(self.opts.page_limit);
+        let max = self.opts.max_in_flight.max(1);
+        let s = self.sweep()?;
+        if s.pass_complete() {
+            return Ok(());
+        }
+        // Contacts not yet received nor being fetched. When none are left, one request (and
+        // never two) confirms the end; before the first page `total` is unknown.
+        let busy = u64::from(p.asc_busy) + u64::from(p.desc_busy);
+        let unclaimed = |received: u64| {
+            p.total
+                .is_none_or(|t| t.saturating_sub(received) > busy * limit)
+        };
+        if !p.asc_busy
+            && !s.asc_done
+            && in_flight.len() < max
+            && (busy == 0 || unclaimed(s.received))
+        {
+            in_flight.push(self.spawn_search(Dir::Asc)?);
+            p.asc_busy = true;
+        }
+        // The downward walk starts once the first page shows there is more than one page.
+        let s = self.sweep()?;
+        let busy = u64::from(p.asc_busy) + u64::from(p.desc_busy);
+        let two_ended = max >= 2 && (s.desc.is_some() || p.total.is_some_and(|t| t > limit));
+        let unclaimed = p
+            .total
+            .is_some_and(|t| t.saturating_sub(s.received) > busy * limit);
+        if two_ended
+            && !p.desc_busy
+            && !s.desc_done
+            && in_flight.len() < max
+            && (busy == 0 || unclaimed)
+        {
+            in_flight.push(self.spawn_search(Dir::Desc)?);
+            p.desc_busy = true;
+        }
+        Ok(())
+    }
+
+    /// Takes one finished fetch: a page is advanced over and queued for writing; an error
+    /// stops further requests (pages already received are still written).
+    fn receive(
+        &mut self,
+        joined: Result<(Dir, Result<ContactsPage, UpstreamError>), tokio::task::JoinError>,
+        p: &mut PassState,
+    ) -> Result<(), Halt> {
+        let (dir, result) = joined.map_err(|e| Halt::Failed(SyncError::Task(e.to_string())))?;
+        match dir {
+            Dir::Asc => p.asc_busy = false,
+            Dir::Desc => p.desc_busy = false,
+        }
+        match result {
+            Ok(page) => {
+                if let Some(t) = page.total {
+                    p.total = Some(t);
+                    if let Some(obs) = &self.observer {
+                        obs(SyncEvent::Total {
+                            location: self.location.clone(),
+                            total: t,
+                        });
+                    }
+                }
+                self.advance(dir, &page.contacts, None)?;
+                p.queued.push(page.contacts);
+            }
+            Err(e) => {
+                p.halt.get_or_insert(Halt::Failed(e.into()));
+            }
+        }
+        Ok(())
     }
 
     /// One pass of the legacy list: serial by nature (the cursor comes from each page), but the
@@ -499,8 +566,9 @@ impl Run<'_> {
             if more && self.stop_reason().is_none() {
                 next = Some(self.spawn_list(cursor.clone(), limit));
             }
-            self.apply_page(Dir::Asc, page.contacts, Some((cursor, !more)))
-                .await?;
+            self.advance(Dir::Asc, &page.contacts, Some((cursor, !more)))?;
+            let commit = self.spawn_commit(vec![page.contacts])?;
+            self.finish_commit(commit).await?;
         }
     }
 
@@ -513,12 +581,13 @@ impl Run<'_> {
         tokio::spawn(async move { client.list_contacts(after.as_ref(), limit).await })
     }
 
-    /// Advances the sweep by one page and commits the page with the new cursor. `legacy` gives
-    /// the list's own cursor and whether the list ended.
-    async fn apply_page(
+    /// Advances the in-memory sweep past one received page (positions, counts). Nothing is
+    /// durable until `spawn_commit` writes the page together with the state that follows it.
+    /// `legacy` gives the list's own cursor and whether the list ended.
+    fn advance(
         &mut self,
         dir: Dir,
-        contacts: Vec<PagedContact>,
+        contacts: &[PagedContact],
         legacy: Option<(Option<SortKey>, bool)>,
     ) -> Result<(), Halt> {
         let n = contacts.len() as u64;
@@ -555,9 +624,18 @@ impl Run<'_> {
                 }
             }
         }
-        let mark = sweep.kind.reconciles().then_some(sweep.seq);
         self.progress.received += n;
         self.progress.warnings += warnings;
+        Ok(())
+    }
+
+    /// Starts writing `batch` (pages already passed to `advance`) with the current state and
+    /// progress, in one transaction, on the blocking pool.
+    fn spawn_commit(&mut self, batch: Vec<Vec<PagedContact>>) -> Result<Commit, Halt> {
+        let mark = {
+            let sweep = self.sweep()?;
+            sweep.kind.reconciles().then_some(sweep.seq)
+        };
         self.refresh_counters();
         let (store, loc, state, run_id) = (
             self.store.clone(),
@@ -566,28 +644,87 @@ impl Run<'_> {
             self.run_id,
         );
         let mut progress = self.progress.clone();
-        let t = Instant::now();
-        let progress = blocking(move || {
+        let contacts: u64 = batch.iter().map(|p| p.len() as u64).sum();
+        let handle = tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
             let key = RunKey {
                 location: &loc,
                 stream: Stream::Contacts,
                 run_id,
             };
-            store.commit_page(key, &contacts, mark, &state, &mut progress)?;
+            store.commit_pages(key, &batch, mark, &state, &mut progress)?;
+            tracing::debug!(location = %loc, pages = batch.len(), contacts, ms = t.elapsed().as_millis() as u64, "pages committed");
             Ok(progress)
-        })
-        .await
-        .map_err(Halt::Failed)?;
-        tracing::debug!(location = %self.location, ?dir, contacts = n, commit_ms = t.elapsed().as_millis() as u64, "page committed");
-        self.progress = progress;
+        });
+        Ok(Commit { handle, contacts })
+    }
+
+    /// Waits for a commit and takes its counts.
+    async fn finish_commit(&mut self, commit: Commit) -> Result<(), Halt> {
+        let joined = commit.handle.await;
+        self.take_commit(joined, commit.contacts)
+    }
+
+    /// Starts a background WAL checkpoint when enough was written and none is running, so the
+    /// copy into the database file overlaps with the next commits instead of stalling one.
+    fn maybe_checkpoint(&mut self) {
+        if self.since_checkpoint < CHECKPOINT_EVERY
+            || self.checkpoint.as_ref().is_some_and(|h| !h.is_finished())
+        {
+            return;
+        }
+        self.since_checkpoint = 0;
+        let store = self.store.clone();
+        self.checkpoint = Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.checkpoint() {
+                tracing::debug!(error = %e, "background checkpoint failed; autocheckpoint remains");
+            }
+        }));
+    }
+
+    /// Takes a finished commit's counts.
+    fn take_commit(
+        &mut self,
+        joined: Result<Result<RunProgress, SyncError>, tokio::task::JoinError>,
+        contacts: u64,
+    ) -> Result<(), Halt> {
+        let progress = joined
+            .map_err(|e| Halt::Failed(SyncError::Task(e.to_string())))?
+            .map_err(Halt::Failed)?;
+        // Counters that moved while the commit ran (received pages, requests) stay ours.
+        self.progress.pages = progress.pages;
+        self.progress.inserted = progress.inserted;
+        self.progress.updated = progress.updated;
+        self.progress.unchanged = progress.unchanged;
+        self.since_checkpoint += contacts;
+        self.maybe_checkpoint();
         if let Some(obs) = &self.observer {
             obs(SyncEvent::Page {
                 location: self.location.clone(),
-                contacts: n,
+                contacts,
             });
         }
         Ok(())
     }
+}
+
+/// Pages received but not yet written wait here; fetching pauses when this many wait.
+const MAX_QUEUED_PAGES: usize = 8;
+
+/// The in-memory side of one search pass.
+#[derive(Default)]
+struct PassState {
+    asc_busy: bool,
+    desc_busy: bool,
+    total: Option<u64>,
+    queued: Vec<Vec<PagedContact>>,
+    halt: Option<Halt>,
+}
+
+/// A page batch being written.
+struct Commit {
+    handle: JoinHandle<Result<RunProgress, SyncError>>,
+    contacts: u64,
 }
 
 /// The legacy list's next cursor: `meta.startAfter` + `meta.startAfterId` when HighLevel sends
