@@ -519,17 +519,14 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
     )?;
     let store = open_store(&config.database)?;
     let client = client_for(&config.upstream, &config.locations[0])?;
-    let stop = tokio::sync::watch::channel(false).1;
     println!("   mirror file: {}", db.display());
 
-    let full = sync_contacts(
-        &store,
-        &client,
-        &sync_options(&config, false),
-        stop.clone(),
-        None,
-    )
-    .await;
+    let run = |full: bool| {
+        let (store, client, opts) = (store.clone(), client.clone(), sync_options(&config, full));
+        let stop = tokio::sync::watch::channel(false).1;
+        async move { sync_contacts(&store, &client, &opts, stop, None).await }
+    };
+    let full = run(false).await;
     println!("2. Full sync:        {}", summary_line(&full));
     let churn = sandbox.churn(&loc.id, 150, 300, 50);
     println!(
@@ -538,16 +535,9 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
         churn.updated.len(),
         churn.deleted.len()
     );
-    let incr = sync_contacts(
-        &store,
-        &client,
-        &sync_options(&config, false),
-        stop.clone(),
-        None,
-    )
-    .await;
+    let incr = run(false).await;
     println!("4. Incremental sync: {}", summary_line(&incr));
-    let recon = sync_contacts(&store, &client, &sync_options(&config, true), stop, None).await;
+    let recon = run(true).await;
     println!("5. Reconciliation:   {}", summary_line(&recon));
 
     let live = store.live_contact_ids(&loc.id)?;

@@ -333,28 +333,25 @@ impl Run<'_> {
             self.state.last_full_sweep_ms = Some(now);
         }
         self.state.sweep = None;
-        self.refresh_counters();
         let reconcile = sweep.kind.reconciles().then_some(sweep.seq);
-        let (store, loc, state, run_id) = (
-            self.store.clone(),
-            self.location.clone(),
-            self.state.clone(),
-            self.run_id,
-        );
-        let mut progress = self.progress.clone();
-        let progress = blocking(move || {
-            let key = RunKey {
-                location: &loc,
-                stream: Stream::Contacts,
-                run_id,
-            };
-            store.finish_sweep(key, reconcile, &state, &mut progress)?;
-            Ok(progress)
-        })
-        .await
-        .map_err(Halt::Failed)?;
+        let snap = self.snapshot();
+        let progress = blocking(move || snap.finish_sweep(reconcile))
+            .await
+            .map_err(Halt::Failed)?;
         self.progress = progress;
         Ok(())
+    }
+
+    /// Owned copies of what a write on the blocking pool needs, counters refreshed.
+    fn snapshot(&mut self) -> Snapshot {
+        self.refresh_counters();
+        Snapshot {
+            store: self.store.clone(),
+            location: self.location.clone(),
+            run_id: self.run_id,
+            state: self.state.clone(),
+            progress: self.progress.clone(),
+        }
     }
 
     fn refresh_counters(&mut self) {
@@ -636,24 +633,13 @@ impl Run<'_> {
             let sweep = self.sweep()?;
             sweep.kind.reconciles().then_some(sweep.seq)
         };
-        self.refresh_counters();
-        let (store, loc, state, run_id) = (
-            self.store.clone(),
-            self.location.clone(),
-            self.state.clone(),
-            self.run_id,
-        );
-        let mut progress = self.progress.clone();
+        let snap = self.snapshot();
         let contacts: u64 = batch.iter().map(|p| p.len() as u64).sum();
         let handle = tokio::task::spawn_blocking(move || {
             let t = Instant::now();
-            let key = RunKey {
-                location: &loc,
-                stream: Stream::Contacts,
-                run_id,
-            };
-            store.commit_pages(key, &batch, mark, &state, &mut progress)?;
-            tracing::debug!(location = %loc, pages = batch.len(), contacts, ms = t.elapsed().as_millis() as u64, "pages committed");
+            let location = snap.location.clone();
+            let progress = snap.commit_pages(&batch, mark)?;
+            tracing::debug!(%location, pages = batch.len(), contacts, ms = t.elapsed().as_millis() as u64, "pages committed");
             Ok(progress)
         });
         Ok(Commit { handle, contacts })
@@ -719,6 +705,45 @@ struct PassState {
     total: Option<u64>,
     queued: Vec<Vec<PagedContact>>,
     halt: Option<Halt>,
+}
+
+/// What a write on the blocking pool needs, owned.
+struct Snapshot {
+    store: Store,
+    location: String,
+    run_id: i64,
+    state: StreamState,
+    progress: RunProgress,
+}
+
+impl Snapshot {
+    fn key(&self) -> RunKey<'_> {
+        RunKey {
+            location: &self.location,
+            stream: Stream::Contacts,
+            run_id: self.run_id,
+        }
+    }
+
+    /// `Store::commit_pages` with this snapshot's state; returns the progress after it.
+    fn commit_pages(
+        mut self,
+        batch: &[Vec<PagedContact>],
+        mark: Option<i64>,
+    ) -> Result<RunProgress, SyncError> {
+        let mut progress = std::mem::take(&mut self.progress);
+        self.store
+            .commit_pages(self.key(), batch, mark, &self.state, &mut progress)?;
+        Ok(progress)
+    }
+
+    /// `Store::finish_sweep` with this snapshot's state; returns the progress after it.
+    fn finish_sweep(mut self, reconcile: Option<i64>) -> Result<RunProgress, SyncError> {
+        let mut progress = std::mem::take(&mut self.progress);
+        self.store
+            .finish_sweep(self.key(), reconcile, &self.state, &mut progress)?;
+        Ok(progress)
+    }
 }
 
 /// A page batch being written.

@@ -37,17 +37,22 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-#[tokio::test]
-async fn a_bad_config_value_fails_with_a_message_naming_the_key() {
+/// Runs `ghl-mirror --config <file with text> sync`.
+async fn sync_with_config(text: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.toml");
-    std::fs::write(&p, "[upstream.rate_limit]\nburst_max = 0\n").unwrap();
-    let out = run({
+    std::fs::write(&p, text).unwrap();
+    run({
         let mut c = bin();
         c.arg("--config").arg(&p).arg("sync");
         c
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn a_bad_config_value_fails_with_a_message_naming_the_key() {
+    let out = sync_with_config("[upstream.rate_limit]\nburst_max = 0\n").await;
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("upstream.rate_limit.burst_max"), "{err}");
@@ -56,21 +61,16 @@ async fn a_bad_config_value_fails_with_a_message_naming_the_key() {
 
 #[tokio::test]
 async fn a_config_with_a_typo_or_wrong_type_is_rejected_with_its_location() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("bad.toml");
-    std::fs::write(&p, "[sync]\npage_limit = \"lots\"\n").unwrap();
-    let out = run({
-        let mut c = bin();
-        c.arg("--config").arg(&p).arg("sync");
-        c
-    })
-    .await;
+    let out = sync_with_config("[sync]\npage_limit = \"lots\"\n").await;
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
         err.contains("bad.toml") && err.contains("page_limit"),
         "{err}"
     );
+    let out = sync_with_config("[sync]\npage_limt = 10\n").await;
+    let err = text(&out.stderr);
+    assert!(err.contains("unknown field `page_limt`"), "{err}");
 }
 
 #[tokio::test]
