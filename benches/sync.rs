@@ -2,9 +2,10 @@
 //!
 //! 1. Full sync of N contacts (default 100,000) against a sandbox with HighLevel's real rate
 //!    limits (100 requests / 10 s) and 100 ms latency: requests used, wall time, 429s received.
-//! 2. Ingest: the same full sync with no limits and no latency: contacts per second.
-//! 3. Peak memory (VmHWM) of this process, which runs only the sync (the sandbox is a child
-//!    process, so its memory is not counted).
+//! 2. Ingest: the same full sync with no limits and no latency: contacts per second (median of
+//!    three runs).
+//! 3. Peak memory (VmHWM) of this process after the first ingest run; the process runs only
+//!    the sync (the sandbox is a child process, so its memory is not counted).
 //!
 //! `BENCH_CONTACTS=20000 cargo bench --bench sync` runs a smaller N.
 
@@ -149,22 +150,41 @@ fn main() {
         requests as f64 / n as f64
     );
 
+    // Ingest varies by about ±10 % from run to run on a shared VM disk: report the median of 3.
     let sb = start_sandbox(n, 0, false);
-    let r = rt.block_on(full_sync(&sb.base_url, false));
+    let mut rss = f64::NAN;
+    let mut rates: Vec<f64> = (0..3)
+        .map(|i| {
+            let r = rt.block_on(full_sync(&sb.base_url, false));
+            assert!(r.error.is_none(), "ingest sync failed: {:?}", r.error);
+            if i == 0 {
+                // The peak of one full sync; later runs only add allocator fragmentation.
+                rss = peak_rss_mb();
+            }
+            n as f64 / r.elapsed.as_secs_f64()
+        })
+        .collect();
     drop(sb);
-    assert!(r.error.is_none(), "ingest sync failed: {:?}", r.error);
-    let rate = n as f64 / r.elapsed.as_secs_f64();
-    println!("\n[2] ingest, no limits, no latency");
-    println!("    wall time       {:>9.2}s", r.elapsed.as_secs_f64());
+    rates.sort_by(f64::total_cmp);
+    let rate = rates[1];
+    println!("\n[2] ingest, no limits, no latency (3 runs, each into an empty database)");
+    println!(
+        "    runs            {:.0} / {:.0} / {:.0} contacts/s",
+        rates[0], rates[1], rates[2]
+    );
+    println!("    wall time       {:>9.2}s (median)", n as f64 / rate);
     println!(
         "    contacts/s      {rate:>10.0}   target >= 50000   {}",
         verdict(rate >= 50_000.0)
     );
 
-    let rss = peak_rss_mb();
-    println!("\n[3] memory");
+    println!("\n[3] memory (VmHWM after the first ingest run; this process runs only the sync)");
     println!(
         "    peak RSS        {rss:>8.1} MB   target <= 150 MB   {}",
         verdict(rss <= 150.0)
+    );
+    println!(
+        "    after all runs  {:>8.1} MB (allocator fragmentation across runs)",
+        peak_rss_mb()
     );
 }

@@ -120,7 +120,7 @@ impl Store {
             c.execute_batch(
                 "PRAGMA synchronous = NORMAL;
                  PRAGMA foreign_keys = ON;
-                 PRAGMA cache_size = -65536;
+                 PRAGMA cache_size = -49152;
                  PRAGMA wal_autocheckpoint = 4000;
                  PRAGMA temp_store = MEMORY;",
             )
