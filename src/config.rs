@@ -325,7 +325,11 @@ fn validate_sync(raw: RawSync) -> Result<SyncConfig, ConfigError> {
         page_limit: in_range("sync.page_limit", raw.page_limit, 1, 500)? as u32,
         legacy_page_limit: in_range("sync.legacy_page_limit", raw.legacy_page_limit, 1, 100)?
             as u32,
-        lookback: duration("sync.lookback", &raw.lookback)?,
+        lookback: at_most(
+            "sync.lookback",
+            duration("sync.lookback", &raw.lookback)?,
+            7 * 24 * 3600,
+        )?,
         reconcile_every: positive_duration("sync.reconcile_every", &raw.reconcile_every)?,
     })
 }
@@ -412,6 +416,20 @@ fn positive_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
     Ok(d)
 }
 
+fn at_most(key: &str, d: Duration, max_secs: u64) -> Result<Duration, ConfigError> {
+    if d > Duration::from_secs(max_secs) {
+        return Err(invalid(
+            key,
+            format!(
+                "{} is too long; use at most {}",
+                humantime::format_duration(d),
+                humantime::format_duration(Duration::from_secs(max_secs))
+            ),
+        ));
+    }
+    Ok(d)
+}
+
 fn in_range(key: &str, value: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
     if value < min || value > max {
         return Err(invalid(
@@ -470,6 +488,8 @@ mod tests {
         assert!(e.to_string().contains("sync.page_limit"), "{e}");
         let e = Config::from_toml("[upstream]\ntimeout = \"soon\"\n", &env(&[])).unwrap_err();
         assert!(e.to_string().contains("upstream.timeout"), "{e}");
+        let e = Config::from_toml("[sync]\nlookback = \"30d\"\n", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("sync.lookback"), "{e}");
         let e = Config::from_toml("[sync]\npage_limt = 9\n", &env(&[])).unwrap_err();
         assert!(e.to_string().contains("page_limt"), "{e}");
     }

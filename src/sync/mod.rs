@@ -325,10 +325,7 @@ impl Run<'_> {
     /// read everything.
     async fn finish(&mut self, sweep: &Sweep) -> Result<(), Halt> {
         let now = now_ms();
-        self.state.watermark_ms = match (self.state.watermark_ms, sweep.max_seen_ms) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        self.state.watermark_ms = next_watermark(self.state.watermark_ms, sweep, now);
         if sweep.kind.reconciles() {
             self.state.last_full_sweep_ms = Some(now);
         }
@@ -431,10 +428,10 @@ impl Run<'_> {
             tokio::select! {
                 done = &mut commit.handle => {
                     writing = None;
-                    if let Err(h) = self.take_commit(done, contacts) {
-                        p.halt.get_or_insert(h);
-                        p.queued.clear();
-                    }
+                    // A failed commit ends the pass at once: the in-memory cursor is already
+                    // past its pages, so nothing after it may be committed with that cursor.
+                    // Fetches in flight are dropped; the saved cursor is the last committed one.
+                    self.take_commit(done, contacts)?;
                 }
                 Some(joined) = in_flight.next(), if !in_flight.is_empty() => {
                     self.receive(joined, &mut p)?;
@@ -474,10 +471,14 @@ impl Run<'_> {
             in_flight.push(self.spawn_search(Dir::Asc)?);
             p.asc_busy = true;
         }
-        // The downward walk starts once the first page shows there is more than one page.
+        // The downward walk starts once the first page shows there is more than one page. The
+        // catch-up pass walks upward only: contacts updated while it runs move up, ahead of an
+        // upward walk, but could jump behind a downward one and be missed (then tombstoned).
         let s = self.sweep()?;
         let busy = u64::from(p.asc_busy) + u64::from(p.desc_busy);
-        let two_ended = max >= 2 && (s.desc.is_some() || p.total.is_some_and(|t| t > limit));
+        let two_ended = max >= 2
+            && s.pass == Pass::Main
+            && (s.desc.is_some() || p.total.is_some_and(|t| t > limit));
         let unclaimed = p
             .total
             .is_some_and(|t| t.saturating_sub(s.received) > busy * limit);
@@ -752,6 +753,22 @@ struct Commit {
     contacts: u64,
 }
 
+/// The watermark after a completed sweep: the highest `dateUpdated` it saw, but never later than
+/// now (a contact dated in the future must not hide later updates), and for a legacy sweep never
+/// later than its start (it has no catch-up pass, so contacts it read early may have been
+/// updated since).
+fn next_watermark(old: Option<i64>, sweep: &Sweep, now: i64) -> Option<i64> {
+    let ceiling = match sweep.kind {
+        SweepKind::Legacy => sweep.started_at_ms.min(now),
+        SweepKind::Full | SweepKind::Incremental => now,
+    };
+    let seen = sweep.max_seen_ms.map(|m| m.min(ceiling));
+    match (old, seen) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The legacy list's next cursor: `meta.startAfter` + `meta.startAfterId` when HighLevel sends
 /// them, else the last contact's (dateAdded, id).
 fn legacy_cursor(page: &ContactsPage) -> Option<SortKey> {
@@ -792,6 +809,18 @@ mod tests {
         let s = st.sweep.clone().unwrap();
         assert_eq!(s.kind, SweepKind::Incremental);
         assert_eq!(s.since_ms, Some(900_000 - 300_000));
+    }
+
+    #[test]
+    fn the_watermark_never_passes_now_nor_a_legacy_sweeps_start() {
+        let mut s = Sweep::new(SweepKind::Full, 1, 1_000, None);
+        s.max_seen_ms = Some(5_000);
+        assert_eq!(next_watermark(None, &s, 2_000), Some(2_000));
+        assert_eq!(next_watermark(Some(3_000), &s, 9_000), Some(5_000));
+        s.kind = SweepKind::Legacy;
+        assert_eq!(next_watermark(None, &s, 9_000), Some(1_000));
+        s.max_seen_ms = None;
+        assert_eq!(next_watermark(Some(7), &s, 9_000), Some(7));
     }
 
     #[test]

@@ -6,6 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The longest window a `X-RateLimit-Interval-Milliseconds` header may impose (HighLevel's is 10 s).
+const MAX_INTERVAL_MS: u64 = 60_000;
+
 #[derive(Debug)]
 pub struct Limiter {
     state: Mutex<State>,
@@ -89,8 +92,9 @@ impl Limiter {
         if let Some(m) = max.filter(|m| *m > 0 && *m < s.max) {
             s.max = m;
         }
+        // Clamped: a wild header must not stall a location for hours (or overflow `Instant`).
         if let Some(i) = interval_ms
-            .map(Duration::from_millis)
+            .map(|ms| Duration::from_millis(ms.min(MAX_INTERVAL_MS)))
             .filter(|i| *i > s.interval)
         {
             s.interval = i;
@@ -134,6 +138,16 @@ mod tests {
         assert_eq!(Instant::now(), start);
         l.acquire().await;
         assert_eq!(Instant::now() - start, Duration::from_millis(1100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wild_interval_header_is_clamped() {
+        let l = Limiter::new(1, Duration::from_secs(1), Duration::ZERO);
+        let start = Instant::now();
+        l.acquire().await;
+        l.observe(Some(1), Some(0), Some(u64::MAX));
+        l.acquire().await;
+        assert_eq!(Instant::now() - start, Duration::from_secs(60));
     }
 
     #[tokio::test(start_paused = true)]
