@@ -57,6 +57,9 @@ pub struct SyncArgs {
     /// Start a full sweep now (detects deleted contacts), whatever the schedule says.
     #[arg(long)]
     pub full: bool,
+    /// Let this run tombstone any share of the contacts (see sync.max_tombstone_share).
+    #[arg(long)]
+    pub allow_mass_delete: bool,
     /// Only this location id (repeatable). Default: all configured locations.
     #[arg(long = "location")]
     pub locations: Vec<String>,
@@ -160,6 +163,7 @@ pub fn sync_options(config: &Config, force_full: bool) -> SyncOptions {
         reconcile_every: config.sync.reconcile_every,
         max_in_flight: config.upstream.max_in_flight,
         force_full,
+        max_tombstone_share: config.sync.max_tombstone_share,
     }
 }
 
@@ -240,7 +244,10 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
     for l in &locations {
         store.ensure_location(&l.id, l.name.as_deref())?;
     }
-    let opts = sync_options(config, args.full);
+    let mut opts = sync_options(config, args.full);
+    if args.allow_mass_delete {
+        opts.max_tombstone_share = 1.0;
+    }
     let stop = stop_on_signals();
     let progress = ProgressUi::new(std::io::stderr().is_terminal());
     let mut runs = Vec::new();

@@ -75,6 +75,7 @@ pub struct SyncConfig {
     pub legacy_page_limit: u32,
     pub lookback: Duration,
     pub reconcile_every: Duration,
+    pub max_tombstone_share: f64,
 }
 
 #[derive(Clone, Debug)]
@@ -180,6 +181,7 @@ struct RawSync {
     legacy_page_limit: i64,
     lookback: String,
     reconcile_every: String,
+    max_tombstone_share: f64,
 }
 
 impl Default for RawSync {
@@ -190,6 +192,7 @@ impl Default for RawSync {
             legacy_page_limit: 100,
             lookback: "5m".into(),
             reconcile_every: "24h".into(),
+            max_tombstone_share: 0.5,
         }
     }
 }
@@ -331,6 +334,7 @@ fn validate_sync(raw: RawSync) -> Result<SyncConfig, ConfigError> {
             7 * 24 * 3600,
         )?,
         reconcile_every: positive_duration("sync.reconcile_every", &raw.reconcile_every)?,
+        max_tombstone_share: share("sync.max_tombstone_share", raw.max_tombstone_share)?,
     })
 }
 
@@ -414,6 +418,16 @@ fn positive_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
         return Err(invalid(key, "must be greater than zero"));
     }
     Ok(d)
+}
+
+fn share(key: &str, value: f64) -> Result<f64, ConfigError> {
+    if !(0.0..=1.0).contains(&value) {
+        return Err(invalid(
+            key,
+            format!("{value} is not a share; use a number from 0.0 to 1.0 (e.g. 0.5 for half)"),
+        ));
+    }
+    Ok(value)
 }
 
 fn at_most(key: &str, d: Duration, max_secs: u64) -> Result<Duration, ConfigError> {

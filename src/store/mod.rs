@@ -54,6 +54,26 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// How a reconciling sweep may tombstone what it did not see.
+#[derive(Clone, Copy, Debug)]
+pub struct Reconcile {
+    /// The sweep's sequence number (contacts it saw carry it in `seen_sweep`).
+    pub seq: i64,
+    /// The largest share of live contacts that may be tombstoned at once (1.0 = no limit).
+    pub max_share: f64,
+}
+
+/// What ending a sweep did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SweepEnd {
+    pub tombstoned: u64,
+    /// `(unseen, live)` when tombstoning was refused as a suspected mass delete.
+    pub refused: Option<(u64, u64)>,
+}
+
+/// Below this many unseen contacts a sweep always tombstones (small locations churn a lot).
+const MASS_DELETE_FLOOR: u64 = 10;
+
 /// The run a write belongs to.
 #[derive(Clone, Copy, Debug)]
 pub struct RunKey<'a> {
@@ -288,39 +308,51 @@ impl Store {
         Ok(counts)
     }
 
-    /// Ends a sweep: when `reconcile_seq` is set, contacts of the location not stamped with it
-    /// are tombstoned; the state (sweep cleared, watermark advanced) commits in the same
-    /// transaction. Returns how many contacts were tombstoned.
+    /// Ends a sweep: with `reconcile`, contacts of the location not stamped with its sequence
+    /// number are tombstoned, unless that would be more than `max_share` of the live contacts
+    /// (then none are, and the refusal is returned). The state (sweep cleared, watermark
+    /// advanced) commits in the same transaction either way.
     pub fn finish_sweep(
         &self,
         run: RunKey<'_>,
-        reconcile_seq: Option<i64>,
+        reconcile: Option<Reconcile>,
         state: &StreamState,
         progress: &mut RunProgress,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<SweepEnd, StoreError> {
         let RunKey {
             location,
             stream,
             run_id,
         } = run;
         let now = iso_from_ms(now_ms());
-        let tombstoned = self.write(|tx| {
-            let n = match reconcile_seq {
-                Some(seq) => tx.execute(
-                    "UPDATE contacts SET deleted_at = ?3
-                     WHERE location_id = ?1 AND deleted_at IS NULL AND seen_sweep <> ?2",
-                    params![location, seq, now],
-                )? as u64,
-                None => 0,
-            };
+        let end = self.write(|tx| {
+            let mut end = SweepEnd::default();
+            if let Some(r) = reconcile {
+                let (live, unseen): (i64, i64) = tx.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(seen_sweep <> ?2), 0) FROM contacts
+                     WHERE location_id = ?1 AND deleted_at IS NULL",
+                    params![location, r.seq],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?;
+                let (live, unseen) = (live as u64, unseen as u64);
+                if unseen > MASS_DELETE_FLOOR && unseen as f64 > r.max_share * live as f64 {
+                    end.refused = Some((unseen, live));
+                } else {
+                    end.tombstoned = tx.execute(
+                        "UPDATE contacts SET deleted_at = ?3
+                         WHERE location_id = ?1 AND deleted_at IS NULL AND seen_sweep <> ?2",
+                        params![location, r.seq, now],
+                    )? as u64;
+                }
+            }
             write_state(tx, location, stream, state)?;
             let mut p = progress.clone();
-            p.tombstoned += n;
+            p.tombstoned += end.tombstoned;
             write_progress(tx, run_id, &p)?;
-            Ok(n)
+            Ok(end)
         })?;
-        progress.tombstoned += tombstoned;
-        Ok(tombstoned)
+        progress.tombstoned += end.tombstoned;
+        Ok(end)
     }
 
     pub fn end_run(

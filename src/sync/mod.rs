@@ -13,7 +13,7 @@ use crate::model::{
     Outcome, PagedContact, Pass, RunProgress, SortKey, Stream, StreamState, Sweep, SweepKind,
     now_ms,
 };
-use crate::store::{RunKey, Store, StoreError};
+use crate::store::{Reconcile, RunKey, Store, StoreError};
 use crate::upstream::{Client, ContactsPage, Counters, SearchRequest, UpstreamError};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -38,6 +38,8 @@ pub struct SyncOptions {
     pub max_in_flight: usize,
     /// Start a full sweep now (abandoning an in-progress incremental one).
     pub force_full: bool,
+    /// A reconciling sweep refuses to tombstone more than this share of the live contacts.
+    pub max_tombstone_share: f64,
 }
 
 impl Default for SyncOptions {
@@ -50,6 +52,7 @@ impl Default for SyncOptions {
             reconcile_every: Duration::from_secs(24 * 3600),
             max_in_flight: 2,
             force_full: false,
+            max_tombstone_share: 0.5,
         }
     }
 }
@@ -62,6 +65,15 @@ pub enum SyncError {
     Upstream(#[from] UpstreamError),
     #[error("internal task failed: {0}")]
     Task(String),
+    #[error(
+        "the full sweep did not see {unseen} of the {live} contacts mirrored for location {location}; tombstoning more than {share_pct}% at once looks like an upstream fault, so nothing was tombstoned (sync.max_tombstone_share). If they really were deleted in HighLevel, run `ghl-mirror sync --full --allow-mass-delete`"
+    )]
+    MassDelete {
+        location: String,
+        unseen: u64,
+        live: u64,
+        share_pct: u32,
+    },
 }
 
 /// Progress events for a progress bar or log.
@@ -330,13 +342,24 @@ impl Run<'_> {
             self.state.last_full_sweep_ms = Some(now);
         }
         self.state.sweep = None;
-        let reconcile = sweep.kind.reconciles().then_some(sweep.seq);
+        let reconcile = sweep.kind.reconciles().then_some(Reconcile {
+            seq: sweep.seq,
+            max_share: self.opts.max_tombstone_share,
+        });
         let snap = self.snapshot();
-        let progress = blocking(move || snap.finish_sweep(reconcile))
+        let (progress, end) = blocking(move || snap.finish_sweep(reconcile))
             .await
             .map_err(Halt::Failed)?;
         self.progress = progress;
-        Ok(())
+        match end.refused {
+            Some((unseen, live)) => Err(Halt::Failed(SyncError::MassDelete {
+                location: self.location.clone(),
+                unseen,
+                live,
+                share_pct: (self.opts.max_tombstone_share * 100.0).round() as u32,
+            })),
+            None => Ok(()),
+        }
     }
 
     /// Owned copies of what a write on the blocking pool needs, counters refreshed.
@@ -739,11 +762,15 @@ impl Snapshot {
     }
 
     /// `Store::finish_sweep` with this snapshot's state; returns the progress after it.
-    fn finish_sweep(mut self, reconcile: Option<i64>) -> Result<RunProgress, SyncError> {
+    fn finish_sweep(
+        mut self,
+        reconcile: Option<Reconcile>,
+    ) -> Result<(RunProgress, crate::store::SweepEnd), SyncError> {
         let mut progress = std::mem::take(&mut self.progress);
-        self.store
+        let end = self
+            .store
             .finish_sweep(self.key(), reconcile, &self.state, &mut progress)?;
-        Ok(progress)
+        Ok((progress, end))
     }
 }
 

@@ -364,3 +364,34 @@ async fn a_malformed_page_fails_the_run_without_writing_any_of_it() {
     assert_success(&k.sync(&client, &o).await);
     k.assert_mirrors(LOC);
 }
+
+#[tokio::test]
+async fn a_sweep_that_misses_most_contacts_tombstones_none_unless_allowed() {
+    let k = kit(400).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    k.sandbox.churn(LOC, 0, 0, 300);
+    let full = SyncOptions {
+        force_full: true,
+        ..opts()
+    };
+    let r = k.sync(&client, &full).await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.unwrap();
+    assert!(e.contains("did not see 300 of the 400 contacts"), "{e}");
+    assert!(e.contains("--allow-mass-delete"), "{e}");
+    assert_eq!(
+        k.store.live_contact_ids(LOC).unwrap().len(),
+        400,
+        "nothing stored is lost"
+    );
+
+    let allowed = SyncOptions {
+        max_tombstone_share: 1.0,
+        ..full
+    };
+    let r = k.sync(&client, &allowed).await;
+    assert_success(&r);
+    assert_eq!(r.progress.tombstoned, 300);
+    k.assert_mirrors(LOC);
+}
