@@ -6,8 +6,7 @@
 //! to it.
 
 use crate::model::{
-    Contact, CustomFieldValue, PageCounts, PagedContact, RunProgress, Stream, StreamState,
-    iso_from_ms, now_ms,
+    Contact, PageCounts, PagedContact, RunProgress, Stream, StreamState, iso_from_ms, now_ms,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -723,67 +722,32 @@ fn write_contact_row(
     Ok(changed == 1)
 }
 
-/// Writes a contact's tags and custom field values, one multi-row INSERT each (in chunks of
-/// `CHILD_CHUNK`), which costs a third of one statement per row on bulk loads.
+/// Writes a contact's tags and custom field values.
 fn write_children(tx: &Transaction<'_>, pk: i64, c: &Contact) -> rusqlite::Result<()> {
-    for chunk in c.tags.chunks(CHILD_CHUNK) {
-        let sql = multi_row_sql(
-            "INSERT OR IGNORE INTO contact_tags (contact_pk, tag) VALUES",
-            1,
-            chunk.len(),
-        );
-        let mut st = tx.prepare_cached(&sql)?;
-        st.raw_bind_parameter(1, pk)?;
-        for (i, tag) in chunk.iter().enumerate() {
-            st.raw_bind_parameter(i + 2, tag)?;
+    if !c.tags.is_empty() {
+        let mut st = tx.prepare_cached(
+            "INSERT OR IGNORE INTO contact_tags (contact_pk, tag) VALUES (?1, ?2)",
+        )?;
+        for tag in &c.tags {
+            st.execute(params![pk, tag])?;
         }
-        st.raw_execute()?;
     }
-    // A field listed twice keeps its last value, as HighLevel's own UI shows it.
-    let fields: Vec<&CustomFieldValue> = c
-        .custom_fields
-        .iter()
-        .enumerate()
-        .filter(|(i, f)| {
-            !c.custom_fields[i + 1..]
+    if !c.custom_fields.is_empty() {
+        let mut st = tx.prepare_cached(
+            "INSERT OR IGNORE INTO contact_custom_fields (contact_pk, field_id, value)
+             VALUES (?1, ?2, ?3)",
+        )?;
+        // A field listed twice keeps its last value, as HighLevel's own UI shows it.
+        for (i, f) in c.custom_fields.iter().enumerate() {
+            let repeated_later = c.custom_fields[i + 1..]
                 .iter()
-                .any(|g| g.field_id == f.field_id)
-        })
-        .map(|(_, f)| f)
-        .collect();
-    for chunk in fields.chunks(CHILD_CHUNK) {
-        let sql = multi_row_sql(
-            "INSERT OR IGNORE INTO contact_custom_fields (contact_pk, field_id, value) VALUES",
-            2,
-            chunk.len(),
-        );
-        let mut st = tx.prepare_cached(&sql)?;
-        st.raw_bind_parameter(1, pk)?;
-        for (i, f) in chunk.iter().enumerate() {
-            st.raw_bind_parameter(2 * i + 2, &f.field_id)?;
-            st.raw_bind_parameter(2 * i + 3, &f.value)?;
+                .any(|g| g.field_id == f.field_id);
+            if !repeated_later {
+                st.execute(params![pk, f.field_id, f.value])?;
+            }
         }
-        st.raw_execute()?;
     }
     Ok(())
-}
-
-/// Child rows per INSERT statement.
-const CHILD_CHUNK: usize = 8;
-
-/// `head (?1, ?2, ?3), (?1, ?4, ?5), ...`: `rows` tuples of the shared `?1` and `width` more.
-fn multi_row_sql(head: &str, width: usize, rows: usize) -> String {
-    let mut sql = String::from(head);
-    let mut n = 2;
-    for r in 0..rows {
-        sql.push_str(if r == 0 { " (?1" } else { ", (?1" });
-        for _ in 0..width {
-            sql.push_str(&format!(", ?{n}"));
-            n += 1;
-        }
-        sql.push(')');
-    }
-    sql
 }
 
 #[cfg(test)]
