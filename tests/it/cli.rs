@@ -33,6 +33,16 @@ async fn run(mut c: Command) -> Output {
         .unwrap()
 }
 
+/// Runs `ghl-mirror --config <config> <command>` with the location's token in TEST_TOKEN.
+async fn ghl(config: &Path, command: &str, token: &str) -> Output {
+    let mut c = bin();
+    c.arg("--config")
+        .arg(config)
+        .arg(command)
+        .env("TEST_TOKEN", token);
+    run(c).await
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -94,15 +104,7 @@ async fn sync_without_any_location_says_how_to_configure_one() {
 async fn sync_prints_one_summary_line_and_status_reports_the_location() {
     let k = kit(800).await;
     let cfg = write_config(k.dir.path(), &k.sandbox.base_url(), "");
-    let out = run({
-        let mut c = bin();
-        c.arg("--config")
-            .arg(&cfg)
-            .arg("sync")
-            .env("TEST_TOKEN", TOKEN);
-        c
-    })
-    .await;
+    let out = ghl(&cfg, "sync", TOKEN).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
@@ -113,15 +115,7 @@ async fn sync_prints_one_summary_line_and_status_reports_the_location() {
     assert!(stdout.contains("800 received (800 new"), "{stdout}");
     assert!(!stdout.contains(TOKEN) && !text(&out.stderr).contains(TOKEN));
 
-    let out = run({
-        let mut c = bin();
-        c.arg("--config")
-            .arg(&cfg)
-            .arg("status")
-            .env("TEST_TOKEN", TOKEN);
-        c
-    })
-    .await;
+    let out = ghl(&cfg, "status", TOKEN).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     assert!(s.contains(&format!("location {LOC} / contacts")), "{s}");
@@ -134,15 +128,7 @@ async fn sync_prints_one_summary_line_and_status_reports_the_location() {
 async fn a_failed_location_gives_exit_code_1() {
     let k = kit(10).await;
     let cfg = write_config(k.dir.path(), &k.sandbox.base_url(), "");
-    let out = run({
-        let mut c = bin();
-        c.arg("--config")
-            .arg(&cfg)
-            .arg("sync")
-            .env("TEST_TOKEN", "wrong");
-        c
-    })
-    .await;
+    let out = ghl(&cfg, "sync", "wrong").await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stdout).contains("failed"),
@@ -181,15 +167,7 @@ async fn a_sync_killed_at_any_moment_converges_on_rerun_with_no_loss_or_duplicat
             k.sandbox.churn(LOC, 20, 20, 0);
         }
     }
-    let out = run({
-        let mut c = bin();
-        c.arg("--config")
-            .arg(&config)
-            .arg("sync")
-            .env("TEST_TOKEN", TOKEN);
-        c
-    })
-    .await;
+    let out = ghl(&config, "sync", TOKEN).await;
     assert_eq!(
         out.status.code(),
         Some(0),
