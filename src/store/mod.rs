@@ -293,10 +293,12 @@ impl Store {
         } = run;
         let now = iso_from_ms(now_ms());
         let counts = self.write(|tx| {
-            let mut counts = PageCounts::default();
+            let mut writer = PageWriter::new(tx, location, mark_seq, &now)?;
             for pc in pages.iter().flatten() {
-                upsert_contact(tx, location, &pc.contact, mark_seq, &now, &mut counts)?;
+                writer.upsert(&pc.contact)?;
             }
+            let counts = writer.counts;
+            drop(writer);
             write_state(tx, location, stream, state)?;
             let mut p = progress.clone();
             add_counts(&mut p, pages.len() as u64, counts);
@@ -622,132 +624,163 @@ fn write_progress(tx: &Transaction<'_>, run_id: i64, p: &RunProgress) -> rusqlit
     Ok(())
 }
 
-/// Inserts or updates one contact. New contacts cost one INSERT; unchanged contacts (same raw
-/// JSON) only get their fetch time and sweep stamp refreshed; tombstoned contacts that reappear
-/// are brought back.
-fn upsert_contact(
-    tx: &Transaction<'_>,
-    location: &str,
-    c: &Contact,
+const INSERT_CONTACT: &str = "INSERT INTO contacts (location_id, id, first_name, last_name, name,
+       email, phone, company_name, business_id, source, type, assigned_to, dnd, country, city,
+       state, postal_code, timezone, tags, date_added, date_updated, date_updated_ms, raw,
+       first_seen_at, changed_at, fetched_at, seen_sweep)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+       ?19, ?20, ?21, ?22, ?23, ?24, ?24, ?24, COALESCE(?25, 0))
+     ON CONFLICT(location_id, id) DO NOTHING";
+
+const UPDATE_CONTACT: &str = "UPDATE contacts SET first_name = ?3, last_name = ?4, name = ?5,
+       email = ?6, phone = ?7, company_name = ?8, business_id = ?9, source = ?10, type = ?11,
+       assigned_to = ?12, dnd = ?13, country = ?14, city = ?15, state = ?16, postal_code = ?17,
+       timezone = ?18, tags = ?19, date_added = ?20, date_updated = ?21, date_updated_ms = ?22,
+       raw = ?23, changed_at = ?24, fetched_at = ?24, seen_sweep = COALESCE(?25, seen_sweep),
+       deleted_at = NULL
+     WHERE location_id = ?1 AND id = ?2";
+
+/// Writes the contacts of a page commit. The statements of the common path (a new contact and
+/// its tags and custom fields) are prepared once per transaction: looking one up in the
+/// statement cache hashes its SQL text, which shows per contact on bulk loads.
+struct PageWriter<'t> {
+    tx: &'t Transaction<'t>,
+    location: &'t str,
     mark_seq: Option<i64>,
-    now: &str,
-    counts: &mut PageCounts,
-) -> rusqlite::Result<()> {
-    if write_contact_row(tx, location, c, mark_seq, now, false)? {
-        write_children(tx, tx.last_insert_rowid(), c)?;
-        counts.inserted += 1;
-        return Ok(());
-    }
-    let (pk, same, deleted): (i64, bool, bool) = tx
-        .prepare_cached(
-            "SELECT pk, raw = ?3, deleted_at IS NOT NULL FROM contacts
-             WHERE location_id = ?1 AND id = ?2",
-        )?
-        .query_row(params![location, c.id, c.raw], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-    if same && !deleted {
-        tx.prepare_cached(
-            "UPDATE contacts SET fetched_at = ?2, seen_sweep = COALESCE(?3, seen_sweep) WHERE pk = ?1",
-        )?
-        .execute(params![pk, now, mark_seq])?;
-        counts.unchanged += 1;
-        return Ok(());
-    }
-    write_contact_row(tx, location, c, mark_seq, now, true)?;
-    tx.prepare_cached("DELETE FROM contact_tags WHERE contact_pk = ?1")?
-        .execute([pk])?;
-    tx.prepare_cached("DELETE FROM contact_custom_fields WHERE contact_pk = ?1")?
-        .execute([pk])?;
-    write_children(tx, pk, c)?;
-    counts.updated += 1;
-    Ok(())
+    now: &'t str,
+    insert: rusqlite::Statement<'t>,
+    insert_tag: rusqlite::Statement<'t>,
+    insert_field: rusqlite::Statement<'t>,
+    counts: PageCounts,
 }
 
-/// Inserts (`exists == false`, returns whether a row was added; an existing row is left alone)
-/// or updates the contact's row.
-fn write_contact_row(
-    tx: &Transaction<'_>,
-    location: &str,
-    c: &Contact,
-    mark_seq: Option<i64>,
-    now: &str,
-    exists: bool,
-) -> rusqlite::Result<bool> {
-    let tags = serde_json::to_string(&c.tags)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    let sql = if exists {
-        "UPDATE contacts SET first_name = ?3, last_name = ?4, name = ?5, email = ?6, phone = ?7,
-           company_name = ?8, business_id = ?9, source = ?10, type = ?11, assigned_to = ?12, dnd = ?13,
-           country = ?14, city = ?15, state = ?16, postal_code = ?17, timezone = ?18, tags = ?19,
-           date_added = ?20, date_updated = ?21, date_updated_ms = ?22, raw = ?23,
-           changed_at = ?24, fetched_at = ?24, seen_sweep = COALESCE(?25, seen_sweep), deleted_at = NULL
-         WHERE location_id = ?1 AND id = ?2"
-    } else {
-        "INSERT INTO contacts (location_id, id, first_name, last_name, name, email, phone,
-           company_name, business_id, source, type, assigned_to, dnd, country, city, state,
-           postal_code, timezone, tags, date_added, date_updated, date_updated_ms, raw,
-           first_seen_at, changed_at, fetched_at, seen_sweep)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-           ?19, ?20, ?21, ?22, ?23, ?24, ?24, ?24, COALESCE(?25, 0))
-         ON CONFLICT(location_id, id) DO NOTHING"
-    };
-    let changed = tx.prepare_cached(sql)?.execute(params![
-        location,
-        c.id,
-        c.first_name,
-        c.last_name,
-        c.name,
-        c.email,
-        c.phone,
-        c.company_name,
-        c.business_id,
-        c.source,
-        c.contact_type,
-        c.assigned_to,
-        c.dnd,
-        c.country,
-        c.city,
-        c.state,
-        c.postal_code,
-        c.timezone,
-        tags,
-        c.date_added,
-        c.date_updated,
-        c.date_updated_ms,
-        c.raw,
-        now,
-        mark_seq
-    ])?;
-    Ok(changed == 1)
-}
+impl<'t> PageWriter<'t> {
+    fn new(
+        tx: &'t Transaction<'t>,
+        location: &'t str,
+        mark_seq: Option<i64>,
+        now: &'t str,
+    ) -> rusqlite::Result<PageWriter<'t>> {
+        Ok(PageWriter {
+            tx,
+            location,
+            mark_seq,
+            now,
+            insert: tx.prepare(INSERT_CONTACT)?,
+            insert_tag: tx
+                .prepare("INSERT OR IGNORE INTO contact_tags (contact_pk, tag) VALUES (?1, ?2)")?,
+            insert_field: tx.prepare(
+                "INSERT OR IGNORE INTO contact_custom_fields (contact_pk, field_id, value)
+                 VALUES (?1, ?2, ?3)",
+            )?,
+            counts: PageCounts::default(),
+        })
+    }
 
-/// Writes a contact's tags and custom field values.
-fn write_children(tx: &Transaction<'_>, pk: i64, c: &Contact) -> rusqlite::Result<()> {
-    if !c.tags.is_empty() {
-        let mut st = tx.prepare_cached(
-            "INSERT OR IGNORE INTO contact_tags (contact_pk, tag) VALUES (?1, ?2)",
-        )?;
-        for tag in &c.tags {
-            st.execute(params![pk, tag])?;
+    /// Inserts or updates one contact. New contacts cost one INSERT; unchanged contacts (same
+    /// raw JSON) only get their fetch time and sweep stamp refreshed; tombstoned contacts that
+    /// reappear are brought back.
+    fn upsert(&mut self, c: &Contact) -> rusqlite::Result<()> {
+        let tags_json = serde_json::to_string(&c.tags)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let tags = tags_json.as_str();
+        let (location, now, mark) = (self.location, self.now, self.mark_seq);
+        if self
+            .insert
+            .execute(row_params(&location, c, &tags, &now, &mark))?
+            == 1
+        {
+            self.write_children(self.tx.last_insert_rowid(), c)?;
+            self.counts.inserted += 1;
+            return Ok(());
         }
+        let (pk, same, deleted): (i64, bool, bool) = self
+            .tx
+            .prepare_cached(
+                "SELECT pk, raw = ?3, deleted_at IS NOT NULL FROM contacts
+                 WHERE location_id = ?1 AND id = ?2",
+            )?
+            .query_row(params![location, c.id, c.raw], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+        if same && !deleted {
+            self.tx
+                .prepare_cached(
+                    "UPDATE contacts SET fetched_at = ?2, seen_sweep = COALESCE(?3, seen_sweep)
+                     WHERE pk = ?1",
+                )?
+                .execute(params![pk, now, mark])?;
+            self.counts.unchanged += 1;
+            return Ok(());
+        }
+        self.tx
+            .prepare_cached(UPDATE_CONTACT)?
+            .execute(row_params(&location, c, &tags, &now, &mark))?;
+        self.tx
+            .prepare_cached("DELETE FROM contact_tags WHERE contact_pk = ?1")?
+            .execute([pk])?;
+        self.tx
+            .prepare_cached("DELETE FROM contact_custom_fields WHERE contact_pk = ?1")?
+            .execute([pk])?;
+        self.write_children(pk, c)?;
+        self.counts.updated += 1;
+        Ok(())
     }
-    if !c.custom_fields.is_empty() {
-        let mut st = tx.prepare_cached(
-            "INSERT OR IGNORE INTO contact_custom_fields (contact_pk, field_id, value)
-             VALUES (?1, ?2, ?3)",
-        )?;
+
+    /// Writes a contact's tags and custom field values.
+    fn write_children(&mut self, pk: i64, c: &Contact) -> rusqlite::Result<()> {
+        for tag in &c.tags {
+            self.insert_tag.execute(params![pk, tag])?;
+        }
         // A field listed twice keeps its last value, as HighLevel's own UI shows it.
         for (i, f) in c.custom_fields.iter().enumerate() {
             let repeated_later = c.custom_fields[i + 1..]
                 .iter()
                 .any(|g| g.field_id == f.field_id);
             if !repeated_later {
-                st.execute(params![pk, f.field_id, f.value])?;
+                self.insert_field
+                    .execute(params![pk, f.field_id, f.value])?;
             }
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// The parameters ?1..?25 of `INSERT_CONTACT` and `UPDATE_CONTACT`.
+fn row_params<'a>(
+    location: &'a &'a str,
+    c: &'a Contact,
+    tags: &'a &'a str,
+    now: &'a &'a str,
+    mark_seq: &'a Option<i64>,
+) -> [&'a dyn rusqlite::ToSql; 25] {
+    [
+        location,
+        &c.id,
+        &c.first_name,
+        &c.last_name,
+        &c.name,
+        &c.email,
+        &c.phone,
+        &c.company_name,
+        &c.business_id,
+        &c.source,
+        &c.contact_type,
+        &c.assigned_to,
+        &c.dnd,
+        &c.country,
+        &c.city,
+        &c.state,
+        &c.postal_code,
+        &c.timezone,
+        tags,
+        &c.date_added,
+        &c.date_updated,
+        &c.date_updated_ms,
+        &c.raw,
+        now,
+        mark_seq,
+    ]
 }
 
 #[cfg(test)]
