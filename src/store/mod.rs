@@ -139,7 +139,7 @@ impl Store {
             c.execute_batch(
                 "PRAGMA synchronous = NORMAL;
                  PRAGMA foreign_keys = ON;
-                 PRAGMA cache_size = -49152;
+                 PRAGMA cache_size = -32000;
                  PRAGMA wal_autocheckpoint = 4000;
                  PRAGMA temp_store = MEMORY;",
             )
