@@ -2,7 +2,8 @@
 //! builds one upstream client per location, and runs `sync`, `status`, `sandbox` or `demo`.
 //!
 //! Exit codes: 0 success, 1 failure (any location failed, or bad input), 2 usage error (clap),
-//! 3 partial (a run stopped early on purpose: quota reserve or signal; the next run continues).
+//! 3 partial (a run stopped early on purpose: quota reserve or signal; the next run continues;
+//! or it was skipped because another run of the same location holds its lock).
 
 use crate::config::{Config, LocationConfig, ProcessEnv, Strategy, UpstreamConfig};
 use crate::model::{Outcome, iso_from_ms, ms_from_iso, now_ms};
@@ -274,11 +275,14 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
     Ok(exit_code(&reports))
 }
 
-/// 1 if any location failed, else 3 if any stopped early, else 0.
+/// 1 if any location failed, else 3 if any stopped early or was skipped, else 0.
 pub fn exit_code(reports: &[SyncReport]) -> ExitCode {
     if reports.iter().any(|r| r.outcome == Outcome::Failed) {
         ExitCode::from(1)
-    } else if reports.iter().any(|r| r.outcome == Outcome::Partial) {
+    } else if reports
+        .iter()
+        .any(|r| matches!(r.outcome, Outcome::Partial | Outcome::Skipped))
+    {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS

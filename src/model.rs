@@ -209,6 +209,9 @@ pub enum Outcome {
     /// continues.
     Partial,
     Failed,
+    /// Not started: another run of the same location and stream (in this process or another)
+    /// holds its lock.
+    Skipped,
 }
 
 impl Outcome {
@@ -217,6 +220,7 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::Partial => "partial",
             Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
         }
     }
 }

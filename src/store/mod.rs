@@ -13,6 +13,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod lock;
+pub use lock::StreamLock;
+
 mod embedded {
     refinery::embed_migrations!("migrations");
 }
@@ -41,6 +44,11 @@ pub enum StoreError {
         location: String,
         stream: String,
         detail: String,
+    },
+    #[error("cannot use the run lock file {path}: {source}; check that its directory is writable")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
     },
 }
 

@@ -154,6 +154,25 @@ pub async fn sync_contacts(
         error: None,
         elapsed: Duration::ZERO,
     };
+    // One run per (location, stream) at a time, across processes too; held until we return.
+    let _lock = match store.try_lock_stream(&location, Stream::Contacts) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            report.outcome = Outcome::Skipped;
+            report.error = Some(format!(
+                "another ghl-mirror run is syncing the contacts of location {location} (lock {}); \
+                 this run did nothing. Run it again when that one has finished",
+                store.lock_path(&location, Stream::Contacts).display()
+            ));
+            report.elapsed = started.elapsed();
+            return report;
+        }
+        Err(e) => {
+            report.error = Some(e.to_string());
+            report.elapsed = started.elapsed();
+            return report;
+        }
+    };
     let prepared = prepare(store, &location, opts).await;
     let (state, run_id) = match prepared {
         Ok(v) => v,

@@ -188,3 +188,48 @@ async fn a_sync_killed_at_any_moment_converges_on_rerun_with_no_loss_or_duplicat
         "killed runs are recorded"
     );
 }
+
+#[tokio::test]
+async fn a_run_while_another_process_syncs_the_location_is_skipped_and_a_killed_one_frees_it() {
+    let mut cfg = SandboxConfig::new(4, seeds(&[3_000]));
+    cfg.latency = Duration::from_millis(100);
+    let k = kit_with(cfg).await;
+    let config = write_config(
+        k.dir.path(),
+        &k.sandbox.base_url(),
+        "[sync]\npage_limit = 200\n",
+    );
+    let mut child = bin()
+        .arg("--config")
+        .arg(&config)
+        .arg("sync")
+        .env("TEST_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The child records its run right after taking the lock.
+    let running = "SELECT COUNT(*) FROM sync_runs WHERE outcome = 'running'";
+    for _ in 0..200 {
+        if k.count(running) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(k.count(running), 1, "the child started its run");
+
+    let r = k.sync(&k.client(), &opts()).await;
+    assert_eq!(r.outcome, ghl_mirror::model::Outcome::Skipped);
+    let e = r.error.unwrap();
+    assert!(e.contains("another ghl-mirror run is syncing"), "{e}");
+    assert!(e.contains(".sandboxLocation00001.contacts.lock"), "{e}");
+    assert_eq!(r.progress.requests, 0);
+
+    child.kill().unwrap(); // SIGKILL: the kernel releases its lock
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_success(&k.sync(&k.client(), &opts()).await);
+    k.assert_mirrors(LOC);
+}

@@ -397,3 +397,22 @@ async fn a_sweep_that_misses_most_contacts_tombstones_none_unless_allowed() {
     assert_eq!(r.progress.tombstoned, 300);
     k.assert_mirrors(LOC);
 }
+
+#[tokio::test]
+async fn two_runs_of_one_location_at_once_are_serialised_by_skipping_the_second() {
+    let mut cfg = ghl_mirror::sandbox::SandboxConfig::new(8, seeds(&[1_500]));
+    cfg.latency = Duration::from_millis(50);
+    let k = kit_with(cfg).await;
+    let (c1, c2) = (k.client(), k.client());
+    let o = opts();
+    let (r1, r2) = tokio::join!(k.sync(&c1, &o), k.sync(&c2, &o));
+    let mut outcomes = [r1.outcome, r2.outcome];
+    outcomes.sort_by_key(|o| o.as_str());
+    assert_eq!(outcomes, [Outcome::Skipped, Outcome::Success]);
+    k.assert_mirrors(LOC);
+    assert_eq!(
+        k.count("SELECT COUNT(*) FROM sync_runs"),
+        1,
+        "the skipped run left no trace"
+    );
+}
