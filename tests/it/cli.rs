@@ -43,6 +43,18 @@ async fn ghl(config: &Path, command: &str, token: &str) -> Output {
     run(c).await
 }
 
+/// Starts `ghl-mirror --config <config> sync` in the background, output discarded.
+fn spawn_sync(config: &Path) -> std::process::Child {
+    let mut c = bin();
+    c.arg("--config")
+        .arg(config)
+        .arg("sync")
+        .env("TEST_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c.spawn().unwrap()
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -148,15 +160,7 @@ async fn a_sync_killed_at_any_moment_converges_on_rerun_with_no_loss_or_duplicat
         "[sync]\npage_limit = 200\n",
     );
     for kill_after_ms in [150u64, 400, 700] {
-        let mut child = bin()
-            .arg("--config")
-            .arg(&config)
-            .arg("sync")
-            .env("TEST_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_sync(&config);
         tokio::time::sleep(Duration::from_millis(kill_after_ms)).await;
         child.kill().unwrap(); // SIGKILL: no chance to clean up
         tokio::task::spawn_blocking(move || child.wait())
@@ -199,15 +203,7 @@ async fn a_run_while_another_process_syncs_the_location_is_skipped_and_a_killed_
         &k.sandbox.base_url(),
         "[sync]\npage_limit = 200\n",
     );
-    let mut child = bin()
-        .arg("--config")
-        .arg(&config)
-        .arg("sync")
-        .env("TEST_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_sync(&config);
     // The child records its run right after taking the lock.
     let running = "SELECT COUNT(*) FROM sync_runs WHERE outcome = 'running'";
     for _ in 0..200 {
