@@ -311,10 +311,10 @@ impl Store {
             let mut p = progress.clone();
             add_counts(&mut p, pages.len() as u64, counts);
             write_progress(tx, run_id, &p)?;
-            Ok(counts)
+            Ok((counts, p))
         })?;
-        add_counts(progress, pages.len() as u64, counts);
-        Ok(counts)
+        *progress = counts.1;
+        Ok(counts.0)
     }
 
     /// Ends a sweep: with `reconcile`, contacts of the location not stamped with its sequence
@@ -358,10 +358,10 @@ impl Store {
             let mut p = progress.clone();
             p.tombstoned += end.tombstoned;
             write_progress(tx, run_id, &p)?;
-            Ok(end)
+            Ok((end, p))
         })?;
-        progress.tombstoned += end.tombstoned;
-        Ok(end)
+        *progress = end.1;
+        Ok(end.0)
     }
 
     pub fn end_run(

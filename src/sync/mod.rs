@@ -423,7 +423,6 @@ impl Run<'_> {
 
     fn spawn_search(&self, dir: Dir) -> Result<Fetch, Halt> {
         let sweep = self.sweep()?;
-        tracing::debug!(?dir, received = sweep.received, pass = ?sweep.pass, "search request");
         let req = SearchRequest {
             since_ms: sweep.since_ms,
             descending: dir == Dir::Desc,
@@ -498,17 +497,10 @@ impl Run<'_> {
         if s.pass_complete() {
             return Ok(());
         }
-        // Contacts not yet received nor being fetched. When none are left, one request (and
-        // never two) confirms the end; before the first page `total` is unknown.
-        let busy = u64::from(p.asc_busy) + u64::from(p.desc_busy);
-        let unclaimed = |received: u64| {
-            p.total
-                .is_none_or(|t| t.saturating_sub(received) > busy * limit)
-        };
         if !p.asc_busy
             && !s.asc_done
             && in_flight.len() < max
-            && (busy == 0 || unclaimed(s.received))
+            && p.may_fetch_more(s.received, limit, true)
         {
             in_flight.push(self.spawn_search(Dir::Asc)?);
             p.asc_busy = true;
@@ -516,19 +508,14 @@ impl Run<'_> {
         // The downward walk starts once the first page shows there is more than one page. The
         // catch-up pass walks upward only: contacts updated while it runs move up, ahead of an
         // upward walk, but could jump behind a downward one and be missed (then tombstoned).
-        let s = self.sweep()?;
-        let busy = u64::from(p.asc_busy) + u64::from(p.desc_busy);
         let two_ended = max >= 2
             && s.pass == Pass::Main
             && (s.desc.is_some() || p.total.is_some_and(|t| t > limit));
-        let unclaimed = p
-            .total
-            .is_some_and(|t| t.saturating_sub(s.received) > busy * limit);
         if two_ended
             && !p.desc_busy
             && !s.desc_done
             && in_flight.len() < max
-            && (busy == 0 || unclaimed)
+            && p.may_fetch_more(s.received, limit, false)
         {
             in_flight.push(self.spawn_search(Dir::Desc)?);
             p.desc_busy = true;
@@ -748,6 +735,19 @@ struct PassState {
     total: Option<u64>,
     queued: Vec<Vec<PagedContact>>,
     halt: Option<Halt>,
+}
+
+impl PassState {
+    /// Whether one more request may go out: always when none is in flight (one request, never
+    /// two, confirms the end), else only while contacts remain that are neither received nor
+    /// being fetched. `when_unknown` answers before the first page tells the `total`.
+    fn may_fetch_more(&self, received: u64, limit: u64, when_unknown: bool) -> bool {
+        let busy = u64::from(self.asc_busy) + u64::from(self.desc_busy);
+        busy == 0
+            || self
+                .total
+                .map_or(when_unknown, |t| t.saturating_sub(received) > busy * limit)
+    }
 }
 
 /// What a write on the blocking pool needs, owned.
