@@ -5,6 +5,7 @@
 //! Architecture invariant: this is the only module that reads environment variables for
 //! configuration; every error names the offending key and says what to do.
 
+use crate::model::SubKind;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -50,7 +51,46 @@ pub struct Config {
     pub database: PathBuf,
     pub upstream: UpstreamConfig,
     pub sync: SyncConfig,
+    pub subresources: SubresourcesConfig,
+    pub businesses: BusinessesConfig,
+    pub budget: BudgetConfig,
+    pub schedule: ScheduleConfig,
     pub locations: Vec<LocationConfig>,
+}
+
+/// Each contact's tasks, notes and appointments.
+#[derive(Clone, Debug)]
+pub struct SubresourcesConfig {
+    /// Empty: the stream is off.
+    pub kinds: Vec<SubKind>,
+    /// A contact's lists are re-fetched (rolling refresh) once their last fetch is this old.
+    pub refresh_after: Duration,
+    /// Read all tasks through `POST /locations/:id/tasks/search` when the token allows it.
+    pub bulk_tasks: bool,
+    pub bulk_page_limit: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct BusinessesConfig {
+    pub enabled: bool,
+    pub page_limit: u32,
+}
+
+/// What one sub-resource or business run may spend, per location.
+#[derive(Clone, Debug)]
+pub struct BudgetConfig {
+    pub run_requests: u64,
+    pub daily_share: f64,
+}
+
+/// Cron expressions (with seconds: `sec min hour day month weekday`) for `daemon`; `None` = off.
+#[derive(Clone, Debug)]
+pub struct ScheduleConfig {
+    pub contacts: Option<String>,
+    pub subresources: Option<String>,
+    pub businesses: Option<String>,
+    pub reconcile: Option<String>,
+    pub run_at_start: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -94,7 +134,88 @@ struct RawConfig {
     database: RawDatabase,
     upstream: RawUpstream,
     sync: RawSync,
+    subresources: RawSubresources,
+    businesses: RawBusinesses,
+    budget: RawBudget,
+    schedule: RawSchedule,
     locations: Vec<RawLocation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSubresources {
+    kinds: Vec<String>,
+    refresh_after: String,
+    bulk_tasks: bool,
+    bulk_page_limit: i64,
+}
+
+impl Default for RawSubresources {
+    fn default() -> Self {
+        RawSubresources {
+            kinds: SubKind::ALL
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+            refresh_after: "7d".into(),
+            bulk_tasks: true,
+            bulk_page_limit: 100,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBusinesses {
+    enabled: bool,
+    page_limit: i64,
+}
+
+impl Default for RawBusinesses {
+    fn default() -> Self {
+        RawBusinesses {
+            enabled: true,
+            page_limit: 100,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBudget {
+    run_requests: i64,
+    daily_share: f64,
+}
+
+impl Default for RawBudget {
+    fn default() -> Self {
+        RawBudget {
+            run_requests: 5_000,
+            daily_share: 0.5,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSchedule {
+    contacts: String,
+    subresources: String,
+    businesses: String,
+    reconcile: String,
+    run_at_start: bool,
+}
+
+impl Default for RawSchedule {
+    fn default() -> Self {
+        RawSchedule {
+            contacts: "0 */5 * * * *".into(),
+            subresources: "0 7 * * * *".into(),
+            businesses: "0 37 */6 * * *".into(),
+            reconcile: "0 23 3 * * *".into(),
+            run_at_start: true,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,6 +384,22 @@ impl Config {
             database: PathBuf::from(raw.database.path),
             upstream: validate_upstream(raw.upstream)?,
             sync: validate_sync(raw.sync)?,
+            subresources: validate_subresources(raw.subresources)?,
+            businesses: BusinessesConfig {
+                enabled: raw.businesses.enabled,
+                page_limit: in_range("businesses.page_limit", raw.businesses.page_limit, 1, 100)?
+                    as u32,
+            },
+            budget: BudgetConfig {
+                run_requests: in_range(
+                    "budget.run_requests",
+                    raw.budget.run_requests,
+                    1,
+                    10_000_000,
+                )? as u64,
+                daily_share: share("budget.daily_share", raw.budget.daily_share)?,
+            },
+            schedule: validate_schedule(raw.schedule)?,
             locations: validate_locations(raw.locations, env)?,
         })
     }
@@ -335,6 +472,53 @@ fn validate_sync(raw: RawSync) -> Result<SyncConfig, ConfigError> {
         )?,
         reconcile_every: positive_duration("sync.reconcile_every", &raw.reconcile_every)?,
         max_tombstone_share: share("sync.max_tombstone_share", raw.max_tombstone_share)?,
+    })
+}
+
+fn validate_subresources(raw: RawSubresources) -> Result<SubresourcesConfig, ConfigError> {
+    let mut kinds = Vec::new();
+    for k in &raw.kinds {
+        let kind = SubKind::parse(k).ok_or_else(|| {
+            invalid(
+                "subresources.kinds",
+                format!("{k:?} is not a kind; use any of \"tasks\", \"notes\", \"appointments\" ([] turns the stream off)"),
+            )
+        })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(SubresourcesConfig {
+        kinds,
+        refresh_after: positive_duration("subresources.refresh_after", &raw.refresh_after)?,
+        bulk_tasks: raw.bulk_tasks,
+        bulk_page_limit: in_range("subresources.bulk_page_limit", raw.bulk_page_limit, 1, 100)?
+            as u32,
+    })
+}
+
+fn validate_schedule(raw: RawSchedule) -> Result<ScheduleConfig, ConfigError> {
+    let cron = |key: &str, expr: String| -> Result<Option<String>, ConfigError> {
+        let expr = expr.trim().to_string();
+        if expr.is_empty() {
+            return Ok(None);
+        }
+        tokio_cron_scheduler::Job::new_async(expr.as_str(), |_, _| Box::pin(async {})).map_err(|_| {
+            invalid(
+                key,
+                format!(
+                    "{expr:?} is not a cron expression; use six fields with seconds first, e.g. \"0 */5 * * * *\" (every 5 minutes), or \"\" to turn it off"
+                ),
+            )
+        })?;
+        Ok(Some(expr))
+    };
+    Ok(ScheduleConfig {
+        contacts: cron("schedule.contacts", raw.contacts)?,
+        subresources: cron("schedule.subresources", raw.subresources)?,
+        businesses: cron("schedule.businesses", raw.businesses)?,
+        reconcile: cron("schedule.reconcile", raw.reconcile)?,
+        run_at_start: raw.run_at_start,
     })
 }
 

@@ -89,14 +89,61 @@ pub struct PagedContact {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stream {
     Contacts,
+    /// Each contact's tasks, notes and appointments.
+    Subresources,
+    /// Businesses and their contact links.
+    Businesses,
 }
 
 impl Stream {
+    pub const ALL: [Stream; 3] = [Stream::Contacts, Stream::Subresources, Stream::Businesses];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Stream::Contacts => "contacts",
+            Stream::Subresources => "subresources",
+            Stream::Businesses => "businesses",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Stream> {
+        Stream::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The per-contact lists HighLevel serves one request each: `GET /contacts/:id/{tasks,notes,
+/// appointments}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubKind {
+    Tasks,
+    Notes,
+    Appointments,
+}
+
+impl SubKind {
+    pub const ALL: [SubKind; 3] = [SubKind::Tasks, SubKind::Notes, SubKind::Appointments];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubKind::Tasks => "tasks",
+            SubKind::Notes => "notes",
+            SubKind::Appointments => "appointments",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SubKind> {
+        SubKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A record kept as HighLevel sent it (task, note, appointment, business): its id, the contact
+/// it belongs to when it has one, and the exact JSON. Typed columns are derived by the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub id: String,
+    pub contact_id: Option<String>,
+    pub raw: String,
 }
 
 /// What kind of sweep a run is doing over the contacts of a location.

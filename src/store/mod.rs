@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod lock;
+mod records;
 pub use lock::StreamLock;
+pub use records::{ContactList, Due, RecordCounts};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -45,6 +47,8 @@ pub enum StoreError {
         stream: String,
         detail: String,
     },
+    #[error("cannot encode sync state: {0}")]
+    Encode(String),
     #[error("cannot use the run lock file {path}: {source}; check that its directory is writable")]
     Lock {
         path: PathBuf,

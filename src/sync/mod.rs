@@ -21,6 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
+mod businesses;
+mod subs;
+pub use businesses::{BusinessOptions, sync_businesses};
+pub use subs::{SubOptions, SubState, TaskPass, sync_subresources};
+
 /// How contacts are listed upstream (mirrors `config::Strategy` without depending on it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ListStrategy {
@@ -65,6 +70,14 @@ pub enum SyncError {
     Upstream(#[from] UpstreamError),
     #[error("internal task failed: {0}")]
     Task(String),
+    #[error(
+        "{stream}: {source}; this stream needs the {scope} scope: add it to the token (or turn the stream off in the config)"
+    )]
+    Scope {
+        stream: &'static str,
+        scope: &'static str,
+        source: UpstreamError,
+    },
     #[error(
         "the full sweep did not see {unseen} of the {live} contacts mirrored for location {location}; tombstoning more than {share_pct}% at once looks like an upstream fault, so nothing was tombstoned (sync.max_tombstone_share). If they really were deleted in HighLevel, run `ghl-mirror sync --full --allow-mass-delete`"
     )]
@@ -154,21 +167,13 @@ pub async fn sync_contacts(
         error: None,
         elapsed: Duration::ZERO,
     };
+    let client = &client.for_run(None);
     // One run per (location, stream) at a time, across processes too; held until we return.
-    let _lock = match store.try_lock_stream(&location, Stream::Contacts) {
-        Ok(Some(lock)) => lock,
-        Ok(None) => {
-            report.outcome = Outcome::Skipped;
-            report.error = Some(format!(
-                "another ghl-mirror run is syncing the contacts of location {location} (lock {}); \
-                 this run did nothing. Run it again when that one has finished",
-                store.lock_path(&location, Stream::Contacts).display()
-            ));
-            report.elapsed = started.elapsed();
-            return report;
-        }
-        Err(e) => {
-            report.error = Some(e.to_string());
+    let _lock = match take_lock(store, &location, Stream::Contacts) {
+        Ok(lock) => lock,
+        Err((outcome, why)) => {
+            report.outcome = outcome;
+            report.error = Some(why);
             report.elapsed = started.elapsed();
             return report;
         }
@@ -209,24 +214,9 @@ pub async fn sync_contacts(
     };
     let result = run.execute().await;
     run.refresh_counters();
-    let (outcome, error) = match result {
-        Ok(()) => (Outcome::Success, None),
-        Err(Halt::Stopped(why)) => (Outcome::Partial, Some(why)),
-        Err(Halt::Failed(e)) => (Outcome::Failed, Some(e.to_string())),
-    };
-    let ended = blocking({
-        let store = store.clone();
-        let p = run.progress.clone();
-        let e = error.clone();
-        move || Ok(store.end_run(run_id, outcome.as_str(), &p, e.as_deref())?)
-    })
-    .await;
+    let (outcome, error) = close_run(store, run_id, result, &run.progress).await;
     report.outcome = outcome;
     report.error = error;
-    if let Err(e) = ended {
-        report.outcome = Outcome::Failed;
-        report.error = Some(e.to_string());
-    }
     report.progress = run.progress;
     report.elapsed = started.elapsed();
     report
@@ -403,22 +393,7 @@ impl Run<'_> {
 
     /// Why this run must stop issuing requests now, if it must.
     fn stop_reason(&self) -> Option<String> {
-        if *self.stop.borrow() {
-            return Some(
-                "stopped by signal; the cursor is saved and the next run continues".into(),
-            );
-        }
-        // The remaining quota is only trusted once this run has heard from HighLevel: the
-        // figure from an earlier run may predate the daily reset.
-        let heard = self.client.counters().requests > self.base.requests;
-        if heard && self.client.quota_low() {
-            return Some(format!(
-                "daily quota reserve reached (X-RateLimit-Daily-Remaining {} < upstream.rate_limit.daily_reserve {}); the cursor is saved and the next run continues",
-                self.client.daily_remaining().unwrap_or(0),
-                self.client.daily_reserve()
-            ));
-        }
-        None
+        halt_reason(&self.stop, self.client)
     }
 
     fn spawn_search(&self, dir: Dir) -> Result<Fetch, Halt> {
@@ -826,6 +801,123 @@ fn legacy_cursor(page: &ContactsPage) -> Option<SortKey> {
         };
     }
     page.contacts.last().map(|c| c.key.clone())
+}
+
+/// Why a run must stop issuing requests now, if it must: a stop signal, or the daily quota
+/// reserve (trusted only once this run has heard from HighLevel: an earlier figure may predate
+/// the daily reset).
+fn halt_reason(stop: &StopSignal, client: &Client) -> Option<String> {
+    if *stop.borrow() {
+        return Some("stopped by signal; what arrived is saved and the next run continues".into());
+    }
+    if client.counters().requests > 0 && client.quota_low() {
+        return Some(format!(
+            "daily quota reserve reached (X-RateLimit-Daily-Remaining {} < upstream.rate_limit.daily_reserve {}); what arrived is saved and the next run continues",
+            client.daily_remaining().unwrap_or(0),
+            client.daily_reserve()
+        ));
+    }
+    None
+}
+
+impl SyncReport {
+    fn new(location: &str, mode: &'static str) -> SyncReport {
+        SyncReport {
+            location: location.to_string(),
+            mode,
+            outcome: Outcome::Failed,
+            progress: RunProgress::default(),
+            error: None,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn ended(
+        mut self,
+        (outcome, error): (Outcome, Option<String>),
+        progress: RunProgress,
+        started: Instant,
+    ) -> SyncReport {
+        self.outcome = outcome;
+        self.error = error;
+        self.progress = progress;
+        self.elapsed = started.elapsed();
+        self
+    }
+}
+
+/// Takes the run lock of a (location, stream) and records the run's start. The lock is held
+/// until the returned guard drops.
+async fn open_run(
+    store: &Store,
+    location: &str,
+    stream: Stream,
+    mode: &'static str,
+) -> Result<(crate::store::StreamLock, i64), (Outcome, Option<String>)> {
+    let lock = take_lock(store, location, stream).map_err(|(o, e)| (o, Some(e)))?;
+    let (store, location) = (store.clone(), location.to_string());
+    let run_id = blocking(move || {
+        store.ensure_location(&location, None)?;
+        Ok(store.begin_run(&location, stream, mode)?)
+    })
+    .await
+    .map_err(|e| (Outcome::Failed, Some(e.to_string())))?;
+    Ok((lock, run_id))
+}
+
+/// Copies a run's request counters into its progress.
+fn count_requests(progress: &mut RunProgress, client: &Client) {
+    let c = client.counters();
+    progress.requests = c.requests;
+    progress.retries = c.retries;
+    progress.rate_limited = c.rate_limited;
+    progress.daily_remaining = client.daily_remaining();
+}
+
+/// Takes the (location, stream) run lock, or says why this run cannot start.
+fn take_lock(
+    store: &Store,
+    location: &str,
+    stream: Stream,
+) -> Result<crate::store::StreamLock, (Outcome, String)> {
+    match store.try_lock_stream(location, stream) {
+        Ok(Some(lock)) => Ok(lock),
+        Ok(None) => Err((
+            Outcome::Skipped,
+            format!(
+                "another ghl-mirror run is syncing the {} of location {location} (lock {}); \
+                 this run did nothing. Run it again when that one has finished",
+                stream.as_str(),
+                store.lock_path(location, stream).display()
+            ),
+        )),
+        Err(e) => Err((Outcome::Failed, e.to_string())),
+    }
+}
+
+/// Records how a run ended; returns its outcome and error text.
+async fn close_run(
+    store: &Store,
+    run_id: i64,
+    result: Result<(), Halt>,
+    progress: &RunProgress,
+) -> (Outcome, Option<String>) {
+    let (outcome, error) = match result {
+        Ok(()) => (Outcome::Success, None),
+        Err(Halt::Stopped(why)) => (Outcome::Partial, Some(why)),
+        Err(Halt::Failed(e)) => (Outcome::Failed, Some(e.to_string())),
+    };
+    let ended = blocking({
+        let store = store.clone();
+        let p = progress.clone();
+        let e = error.clone();
+        move || Ok(store.end_run(run_id, outcome.as_str(), &p, e.as_deref())?)
+    })
+    .await;
+    match ended {
+        Ok(()) => (outcome, error),
+        Err(e) => (Outcome::Failed, Some(e.to_string())),
+    }
 }
 
 /// Runs blocking store work off the async threads.

@@ -8,7 +8,7 @@
 pub mod limiter;
 pub mod wire;
 
-use crate::model::SortKey;
+use crate::model::{Record, SortKey, SubKind};
 use bytes::Bytes;
 use limiter::Limiter;
 use rand::Rng;
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use url::Url;
-pub use wire::{ContactsPage, Position};
+pub use wire::{ContactsPage, Position, RecordPage};
 
 /// Everything a client needs; built by the composition root from `Config`.
 #[derive(Clone, Debug)]
@@ -97,6 +97,10 @@ pub enum UpstreamError {
         last: Box<UpstreamError>,
     },
     #[error(
+        "{endpoint}: not sent: this run's request budget of {limit} is spent (budget.run_requests / budget.daily_share); the next run continues"
+    )]
+    BudgetSpent { endpoint: &'static str, limit: u64 },
+    #[error(
         "{endpoint}: malformed response from HighLevel: {detail}; nothing from this page was stored"
     )]
     Malformed {
@@ -146,21 +150,85 @@ pub struct SearchRequest {
     pub page_limit: u32,
 }
 
-/// A cheap, clonable handle; all clones share one limiter and one set of counters.
+/// A cheap, clonable handle on one location's connection, limiter and daily-quota figure.
+/// [`Client::for_run`] gives a run its own request counters and, optionally, a [`Budget`]; every
+/// handle of a location shares the limiter, so concurrent runs never exceed the burst limit.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    scope: Arc<Scope>,
 }
 
 struct Inner {
     http: reqwest::Client,
     s: ClientSettings,
     limiter: Limiter,
+    /// Last `X-RateLimit-Daily-Remaining` seen; -1 when never seen.
+    daily_remaining: AtomicI64,
+}
+
+/// What one run (or the whole client, before `for_run`) has spent.
+#[derive(Default)]
+struct Scope {
     requests: AtomicU64,
     retries: AtomicU64,
     rate_limited: AtomicU64,
-    /// Last `X-RateLimit-Daily-Remaining` seen; -1 when never seen.
-    daily_remaining: AtomicI64,
+    budget: Option<Budget>,
+}
+
+/// A run's request allowance: at most `max_requests` HTTP requests (retries included), and at
+/// most `daily_share` of the daily quota HighLevel reported left when the run started.
+#[derive(Debug)]
+pub struct Budget {
+    limit: AtomicU64,
+    used: AtomicU64,
+    daily_share: f64,
+    daily_applied: std::sync::atomic::AtomicBool,
+}
+
+impl Budget {
+    pub fn new(max_requests: u64, daily_share: f64) -> Budget {
+        Budget {
+            limit: AtomicU64::new(max_requests),
+            used: AtomicU64::new(0),
+            daily_share: daily_share.clamp(0.0, 1.0),
+            daily_applied: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Takes one request from the allowance; false when it is spent.
+    fn try_take(&self) -> bool {
+        let limit = self.limit.load(Ordering::Acquire);
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u < limit).then_some(u + 1)
+            })
+            .is_ok()
+    }
+
+    /// The first daily-quota figure of the run caps the allowance at `daily_share` of what was
+    /// left when the run started (what is left now plus what this run already spent).
+    fn observe_daily(&self, remaining: u64) {
+        if self.daily_applied.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let at_start = remaining.saturating_add(self.used.load(Ordering::Acquire));
+        let cap = (at_start as f64 * self.daily_share).floor() as u64;
+        self.limit.fetch_min(cap, Ordering::AcqRel);
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// True when no request is left.
+    pub fn spent(&self) -> bool {
+        self.used() >= self.limit()
+    }
 }
 
 impl Client {
@@ -181,12 +249,26 @@ impl Client {
                 http,
                 s,
                 limiter,
-                requests: AtomicU64::new(0),
-                retries: AtomicU64::new(0),
-                rate_limited: AtomicU64::new(0),
                 daily_remaining: AtomicI64::new(-1),
             }),
+            scope: Arc::default(),
         })
+    }
+
+    /// A handle for one run: same connection, limiter and quota figure; its own counters and
+    /// optional budget.
+    pub fn for_run(&self, budget: Option<Budget>) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            scope: Arc::new(Scope {
+                budget,
+                ..Scope::default()
+            }),
+        }
+    }
+
+    pub fn budget(&self) -> Option<&Budget> {
+        self.scope.budget.as_ref()
     }
 
     pub fn location_id(&self) -> &str {
@@ -195,9 +277,9 @@ impl Client {
 
     pub fn counters(&self) -> Counters {
         Counters {
-            requests: self.inner.requests.load(Ordering::Relaxed),
-            retries: self.inner.retries.load(Ordering::Relaxed),
-            rate_limited: self.inner.rate_limited.load(Ordering::Relaxed),
+            requests: self.scope.requests.load(Ordering::Relaxed),
+            retries: self.scope.retries.load(Ordering::Relaxed),
+            rate_limited: self.scope.rate_limited.load(Ordering::Relaxed),
         }
     }
 
@@ -266,6 +348,81 @@ impl Client {
         parse(EP, &bytes, Position::DateAdded)
     }
 
+    /// `GET /contacts/:contactId/{tasks,notes,appointments}`: the contact's whole list (HighLevel
+    /// does not page these).
+    pub async fn contact_list(
+        &self,
+        kind: SubKind,
+        contact_id: &str,
+    ) -> Result<Vec<Record>, UpstreamError> {
+        let (ep, key) = match kind {
+            SubKind::Tasks => ("GET /contacts/:contactId/tasks", "tasks"),
+            SubKind::Notes => ("GET /contacts/:contactId/notes", "notes"),
+            SubKind::Appointments => ("GET /contacts/:contactId/appointments", "events"),
+        };
+        let url = self.url_segments(&["contacts", contact_id, kind.as_str()])?;
+        let bytes = self.send(ep, || self.inner.http.get(url.clone())).await?;
+        Ok(records(ep, &bytes, key)?.records)
+    }
+
+    /// `POST /locations/:locationId/tasks/search`: one page of the location's tasks (every
+    /// contact, completed or not), `limit` from `skip`. Needs the `locations/tasks.readonly`
+    /// scope; without it HighLevel answers 401 or 403.
+    pub async fn search_tasks(&self, skip: u64, limit: u32) -> Result<Vec<Record>, UpstreamError> {
+        const EP: &str = "POST /locations/:locationId/tasks/search";
+        let url =
+            self.url_segments(&["locations", &self.inner.s.location_id, "tasks", "search"])?;
+        let body = serde_json::json!({"limit": limit, "skip": skip});
+        let bytes = self
+            .send(EP, || self.inner.http.post(url.clone()).json(&body))
+            .await?;
+        Ok(records(EP, &bytes, "tasks")?.records)
+    }
+
+    /// `GET /businesses/?locationId=`: one page of the location's businesses.
+    pub async fn businesses(&self, skip: u64, limit: u32) -> Result<Vec<Record>, UpstreamError> {
+        const EP: &str = "GET /businesses/";
+        let mut url = self.url("businesses/")?;
+        url.query_pairs_mut()
+            .append_pair("locationId", &self.inner.s.location_id)
+            .append_pair("limit", &limit.to_string())
+            .append_pair("skip", &skip.to_string());
+        let bytes = self.send(EP, || self.inner.http.get(url.clone())).await?;
+        Ok(records(EP, &bytes, "businesses")?.records)
+    }
+
+    /// `GET /contacts/business/:businessId`: one page of the business's contacts and the total.
+    pub async fn business_contacts(
+        &self,
+        business_id: &str,
+        skip: u64,
+        limit: u32,
+    ) -> Result<RecordPage, UpstreamError> {
+        const EP: &str = "GET /contacts/business/:businessId";
+        let mut url = self.url_segments(&["contacts", "business", business_id])?;
+        url.query_pairs_mut()
+            .append_pair("locationId", &self.inner.s.location_id)
+            .append_pair("limit", &limit.to_string())
+            .append_pair("skip", &skip.to_string());
+        let bytes = self.send(EP, || self.inner.http.get(url.clone())).await?;
+        records(EP, &bytes, "contacts")
+    }
+
+    /// The base URL plus path segments, each percent-encoded (ids never break the path).
+    fn url_segments(&self, segments: &[&str]) -> Result<Url, UpstreamError> {
+        let mut url = self.url("")?;
+        {
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|_| UpstreamError::Transport {
+                    endpoint: "url",
+                    detail: "upstream.base_url cannot have a path".into(),
+                })?;
+            path.pop_if_empty().extend(segments);
+        }
+        Ok(url)
+    }
+
     fn url(&self, path: &str) -> Result<Url, UpstreamError> {
         let mut base = self.inner.s.base_url.clone();
         if !base.path().ends_with('/') {
@@ -288,8 +445,16 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if let Some(b) = &self.scope.budget
+                && !b.try_take()
+            {
+                return Err(UpstreamError::BudgetSpent {
+                    endpoint,
+                    limit: b.limit(),
+                });
+            }
             self.inner.limiter.acquire().await;
-            self.inner.requests.fetch_add(1, Ordering::Relaxed);
+            self.scope.requests.fetch_add(1, Ordering::Relaxed);
             let t = std::time::Instant::now();
             let result = self.once(endpoint, build()).await;
             tracing::debug!(
@@ -304,7 +469,7 @@ impl Client {
                 Err(e) => e,
             };
             if matches!(err, UpstreamError::RateLimited { .. }) {
-                self.inner.rate_limited.fetch_add(1, Ordering::Relaxed);
+                self.scope.rate_limited.fetch_add(1, Ordering::Relaxed);
                 self.inner.limiter.pause(self.inner.limiter.interval());
             }
             if !err.is_retryable() {
@@ -316,7 +481,7 @@ impl Client {
                     last: Box::new(err),
                 });
             }
-            self.inner.retries.fetch_add(1, Ordering::Relaxed);
+            self.scope.retries.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(endpoint, attempt, error = %err, "retrying");
             tokio::time::sleep(self.backoff(attempt)).await;
         }
@@ -383,6 +548,9 @@ impl Client {
     fn observe(&self, h: &HeaderMap) {
         let num = |name: &str| -> Option<u64> { h.get(name)?.to_str().ok()?.trim().parse().ok() };
         if let Some(d) = num("x-ratelimit-daily-remaining") {
+            if let Some(b) = &self.scope.budget {
+                b.observe_daily(d);
+            }
             self.inner
                 .daily_remaining
                 .store(i64::try_from(d).unwrap_or(i64::MAX), Ordering::Relaxed);
@@ -467,6 +635,17 @@ fn parse(
     pos: Position,
 ) -> Result<ContactsPage, UpstreamError> {
     wire::parse_page(body, pos).map_err(|e| UpstreamError::Malformed {
+        endpoint,
+        detail: e.to_string(),
+    })
+}
+
+fn records(
+    endpoint: &'static str,
+    body: &[u8],
+    key: &'static str,
+) -> Result<RecordPage, UpstreamError> {
+    wire::parse_records(body, key).map_err(|e| UpstreamError::Malformed {
         endpoint,
         detail: e.to_string(),
     })

@@ -4,10 +4,11 @@
 //! rejected whole). A field of an unexpected type is counted as a warning, its typed column is
 //! left empty, and the raw JSON keeps it.
 
-use crate::model::{Contact, CustomFieldValue, PagedContact, SortKey, ms_from_iso};
+use crate::model::{Contact, CustomFieldValue, PagedContact, Record, SortKey, ms_from_iso};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+use std::collections::HashMap;
 use std::fmt;
 
 /// A field as it arrived: missing, null, the expected type, or something else.
@@ -168,6 +169,60 @@ pub enum WireError {
         "contact {id} has neither a `searchAfter` nor a parseable `{field}`, so the page cannot be positioned"
     )]
     NoPosition { id: String, field: &'static str },
+    #[error("`{key}` item #{index} is not a JSON object with a non-empty string `id`")]
+    BadRecord { key: &'static str, index: usize },
+}
+
+/// A list of records (`{tasks:[…]}`, `{notes:[…]}`, `{events:[…]}`, `{businesses:[…]}`,
+/// `{contacts:[…], count}`) and the total when the envelope carries one.
+#[derive(Debug, Default)]
+pub struct RecordPage {
+    pub records: Vec<Record>,
+    pub count: Option<u64>,
+}
+
+/// The fields of a record we read; the rest stays in its raw JSON.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct WireRecord {
+    id: Field<String>,
+    contact_id: Field<String>,
+}
+
+/// Parses `{<key>: [objects…], count?}`. A missing or non-list `key`, or an item without a string
+/// `id`, rejects the whole body: a partial list must never replace a complete one.
+pub fn parse_records(body: &[u8], key: &'static str) -> Result<RecordPage, WireError> {
+    let env: HashMap<&str, &RawValue> =
+        serde_json::from_slice(body).map_err(|e| WireError::Envelope(e.to_string()))?;
+    let list = env
+        .get(key)
+        .ok_or_else(|| WireError::Envelope(format!("no `{key}` list")))?;
+    let items: Vec<&RawValue> = serde_json::from_str(list.get())
+        .map_err(|_| WireError::Envelope(format!("`{key}` is not a list")))?;
+    let mut records = Vec::with_capacity(items.len());
+    for (index, raw) in items.into_iter().enumerate() {
+        let bad = || WireError::BadRecord { key, index };
+        if !raw.get().starts_with('{') {
+            return Err(bad());
+        }
+        let w: WireRecord = serde_json::from_str(raw.get()).map_err(|_| bad())?;
+        let mut ignored = 0;
+        let id =
+            w.id.take(&mut ignored)
+                .filter(|id| !id.is_empty())
+                .ok_or_else(bad)?;
+        records.push(Record {
+            id,
+            contact_id: w.contact_id.take(&mut ignored).filter(|c| !c.is_empty()),
+            raw: raw.get().to_string(),
+        });
+    }
+    let count = env
+        .get("count")
+        .and_then(|c| serde_json::from_str::<f64>(c.get()).ok())
+        .filter(|c| *c >= 0.0)
+        .map(|c| c as u64);
+    Ok(RecordPage { records, count })
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,580 @@
+//! Records kept as raw JSON with generated typed columns: each contact's tasks, notes and
+//! appointments, the location's businesses and their contact links; plus what is due for a
+//! refresh and the JSON state of the streams that hold them.
+//!
+//! Every write commits with the run's progress (and, where a stream has one, its state) in one
+//! transaction, like contact pages do.
+
+use super::{MASS_DELETE_FLOOR, RunKey, Store, StoreError, SweepEnd, write_progress};
+use crate::model::{Record, RunProgress, Stream, SubKind, iso_from_ms, now_ms};
+use rusqlite::{OptionalExtension, Statement, Transaction, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A table of raw-JSON records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Table {
+    Sub(SubKind),
+    Businesses,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Sub(SubKind::Tasks) => "tasks",
+            Table::Sub(SubKind::Notes) => "notes",
+            Table::Sub(SubKind::Appointments) => "appointments",
+            Table::Businesses => "businesses",
+        }
+    }
+
+    fn has_contact(self) -> bool {
+        matches!(self, Table::Sub(_))
+    }
+}
+
+/// One contact's list of one kind as upstream returned it.
+#[derive(Clone, Debug)]
+pub struct ContactList {
+    pub contact_id: String,
+    pub kind: SubKind,
+    /// The contact's `dateUpdated` (ms) when it was picked: the fetch covers changes up to it.
+    pub seen_updated_ms: Option<i64>,
+    /// `None` when upstream no longer knows the contact: the fetch is recorded (so the queue
+    /// moves on) but nothing is tombstoned; deletes are inferred only by reconciliation.
+    pub items: Option<Vec<Record>>,
+}
+
+/// A (contact, kind) whose list should be fetched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub contact_id: String,
+    pub kind: SubKind,
+    pub updated_ms: Option<i64>,
+}
+
+/// What writing records changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub tombstoned: u64,
+    /// Items dropped because they name no contact (kept nowhere: there is nothing to attach
+    /// them to).
+    pub skipped: u64,
+}
+
+impl RecordCounts {
+    fn add_to(self, p: &mut RunProgress) {
+        p.inserted += self.inserted;
+        p.updated += self.updated;
+        p.unchanged += self.unchanged;
+        p.tombstoned += self.tombstoned;
+        p.warnings += self.skipped;
+    }
+}
+
+/// Prepared statements that upsert records of one table.
+struct RecordWriter<'t> {
+    table: Table,
+    lookup: Statement<'t>,
+    insert: Statement<'t>,
+    update: Statement<'t>,
+    touch: Statement<'t>,
+    now: String,
+    counts: RecordCounts,
+}
+
+impl<'t> RecordWriter<'t> {
+    fn new(tx: &'t Transaction<'_>, table: Table, now: &str) -> rusqlite::Result<Self> {
+        let t = table.name();
+        let (cols, vals, set) = if table.has_contact() {
+            (", contact_id", ", ?5", ", contact_id = ?4")
+        } else {
+            ("", "", "")
+        };
+        Ok(RecordWriter {
+            table,
+            lookup: tx.prepare(&format!(
+                "SELECT raw, deleted_at IS NOT NULL{cols} FROM {t} WHERE location_id = ?1 AND id = ?2"
+            ))?,
+            insert: tx.prepare(&format!(
+                "INSERT INTO {t} (location_id, id, raw, first_seen_at, changed_at, fetched_at{cols})
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?4{vals})"
+            ))?,
+            update: tx.prepare(&format!(
+                "UPDATE {t} SET raw = ?3, changed_at = ?5, fetched_at = ?5, deleted_at = NULL{set}
+                 WHERE location_id = ?1 AND id = ?2"
+            ))?,
+            touch: tx.prepare(&format!(
+                "UPDATE {t} SET fetched_at = ?3 WHERE location_id = ?1 AND id = ?2"
+            ))?,
+            now: now.to_string(),
+            counts: RecordCounts::default(),
+        })
+    }
+
+    /// Inserts, updates (changed, revived or moved to another contact) or just marks as fetched.
+    fn upsert(
+        &mut self,
+        location: &str,
+        rec: &Record,
+        contact: Option<&str>,
+    ) -> rusqlite::Result<()> {
+        let has_contact = self.table.has_contact();
+        let existing: Option<(String, bool, Option<String>)> = self
+            .lookup
+            .query_row(params![location, rec.id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    if has_contact { r.get(2)? } else { None },
+                ))
+            })
+            .optional()?;
+        let now = self.now.as_str();
+        match existing {
+            None => {
+                if has_contact {
+                    self.insert
+                        .execute(params![location, rec.id, rec.raw, now, contact])?;
+                } else {
+                    self.insert
+                        .execute(params![location, rec.id, rec.raw, now])?;
+                }
+                self.counts.inserted += 1;
+            }
+            Some((raw, deleted, old_contact))
+                if raw != rec.raw
+                    || deleted
+                    || (has_contact && old_contact.as_deref() != contact) =>
+            {
+                if has_contact {
+                    self.update
+                        .execute(params![location, rec.id, rec.raw, contact, now])?;
+                } else {
+                    self.update.execute(params![
+                        location,
+                        rec.id,
+                        rec.raw,
+                        rusqlite::types::Null,
+                        now
+                    ])?;
+                }
+                self.counts.updated += 1;
+            }
+            Some(_) => {
+                self.touch.execute(params![location, rec.id, now])?;
+                self.counts.unchanged += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Live (contact, kind) pairs whose list was never fetched or whose contact's `dateUpdated`
+    /// moved since: most recently updated contacts first.
+    pub fn due_fetches(
+        &self,
+        location: &str,
+        kinds: &[SubKind],
+        limit: u64,
+    ) -> Result<Vec<Due>, StoreError> {
+        let kinds = kinds_json(kinds);
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT c.id, k.value, c.date_updated_ms
+                 FROM contacts c JOIN json_each(?2) k
+                 LEFT JOIN contact_fetches f
+                   ON f.location_id = c.location_id AND f.contact_id = c.id AND f.kind = k.value
+                 WHERE c.location_id = ?1 AND c.deleted_at IS NULL
+                   AND (f.contact_id IS NULL
+                        OR COALESCE(f.seen_updated_ms, -1) < COALESCE(c.date_updated_ms, -1))
+                 ORDER BY c.date_updated_ms DESC, c.id, k.value
+                 LIMIT ?3",
+            )?;
+            st.query_map(params![location, kinds, limit as i64], due_row)?
+                .collect()
+        })
+    }
+
+    /// Live (contact, kind) pairs last fetched before `fetched_before_ms`: least recently
+    /// fetched first (the rolling refresh).
+    pub fn stale_fetches(
+        &self,
+        location: &str,
+        kinds: &[SubKind],
+        fetched_before_ms: i64,
+        limit: u64,
+    ) -> Result<Vec<Due>, StoreError> {
+        let kinds = kinds_json(kinds);
+        let before = iso_from_ms(fetched_before_ms);
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT f.contact_id, f.kind, c.date_updated_ms
+                 FROM contact_fetches f
+                 JOIN contacts c ON c.location_id = f.location_id AND c.id = f.contact_id
+                 WHERE f.location_id = ?1 AND f.kind IN (SELECT value FROM json_each(?2))
+                   AND f.fetched_at < ?3 AND c.deleted_at IS NULL
+                 ORDER BY f.fetched_at, f.contact_id, f.kind
+                 LIMIT ?4",
+            )?;
+            st.query_map(params![location, kinds, before, limit as i64], due_row)?
+                .collect()
+        })
+    }
+
+    /// Replaces each contact's list exactly (new and changed items written, items no longer
+    /// listed tombstoned) and records the fetches, with the run's progress, in one transaction.
+    pub fn commit_lists(
+        &self,
+        run: RunKey<'_>,
+        lists: &[ContactList],
+        progress: &mut RunProgress,
+    ) -> Result<RecordCounts, StoreError> {
+        let now = iso_from_ms(now_ms());
+        let (counts, p) = self.write(|tx| {
+            let mut total = RecordCounts::default();
+            for kind in SubKind::ALL {
+                let mine: Vec<&ContactList> = lists.iter().filter(|l| l.kind == kind).collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let table = Table::Sub(kind);
+                let mut w = RecordWriter::new(tx, table, &now)?;
+                let mut tomb = tx.prepare(&format!(
+                    "UPDATE {} SET deleted_at = ?4
+                     WHERE location_id = ?1 AND contact_id = ?2 AND deleted_at IS NULL
+                       AND id NOT IN (SELECT value FROM json_each(?3))",
+                    table.name()
+                ))?;
+                for l in mine {
+                    if let Some(items) = &l.items {
+                        for rec in items {
+                            let contact = rec.contact_id.as_deref().unwrap_or(&l.contact_id);
+                            w.upsert(run.location, rec, Some(contact))?;
+                        }
+                        let ids: Vec<&str> = items.iter().map(|r| r.id.as_str()).collect();
+                        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+                        w.counts.tombstoned +=
+                            tomb.execute(params![run.location, l.contact_id, ids, now])? as u64;
+                    }
+                    record_fetch(
+                        tx,
+                        run.location,
+                        &l.contact_id,
+                        kind,
+                        &now,
+                        l.seen_updated_ms,
+                    )?;
+                }
+                let c = w.counts;
+                total.inserted += c.inserted;
+                total.updated += c.updated;
+                total.unchanged += c.unchanged;
+                total.tombstoned += c.tombstoned;
+            }
+            let mut p = progress.clone();
+            p.pages += lists.len() as u64;
+            p.received += lists
+                .iter()
+                .map(|l| l.items.as_ref().map_or(0, Vec::len) as u64)
+                .sum::<u64>();
+            total.add_to(&mut p);
+            write_progress(tx, run.run_id, &p)?;
+            Ok((total, p))
+        })?;
+        *progress = p;
+        Ok(counts)
+    }
+
+    /// Live tasks of a location (to estimate what a bulk pass costs).
+    pub fn live_task_count(&self, location: &str) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM tasks WHERE location_id = ?1 AND deleted_at IS NULL",
+                [location],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n as u64)
+    }
+
+    /// Writes one page of a location-wide task pass with the stream state that follows it.
+    pub fn commit_task_page<S: Serialize>(
+        &self,
+        run: RunKey<'_>,
+        tasks: &[Record],
+        state: &S,
+        progress: &mut RunProgress,
+    ) -> Result<RecordCounts, StoreError> {
+        let now = iso_from_ms(now_ms());
+        let state = to_json(state)?;
+        let (counts, p) = self.write(|tx| {
+            let mut w = RecordWriter::new(tx, Table::Sub(SubKind::Tasks), &now)?;
+            for rec in tasks {
+                match rec.contact_id.as_deref() {
+                    Some(contact) => w.upsert(run.location, rec, Some(contact))?,
+                    None => w.counts.skipped += 1,
+                }
+            }
+            let counts = w.counts;
+            drop(w);
+            write_json_state(tx, run.location, run.stream, &state)?;
+            let mut p = progress.clone();
+            p.pages += 1;
+            p.received += tasks.len() as u64;
+            counts.add_to(&mut p);
+            write_progress(tx, run.run_id, &p)?;
+            Ok((counts, p))
+        })?;
+        *progress = p;
+        Ok(counts)
+    }
+
+    /// Ends a complete location-wide task pass that started at `started_ms`: tasks it did not
+    /// return are tombstoned (unless that is more than `max_share` of the live tasks: then none
+    /// are, and the refusal is returned), and every live contact whose mirrored version predates
+    /// the pass has its tasks marked fetched. The state commits in the same transaction.
+    pub fn finish_task_pass<S: Serialize>(
+        &self,
+        run: RunKey<'_>,
+        started_ms: i64,
+        max_share: f64,
+        state: &S,
+        progress: &mut RunProgress,
+    ) -> Result<SweepEnd, StoreError> {
+        let now = iso_from_ms(now_ms());
+        let started = iso_from_ms(started_ms);
+        let state = to_json(state)?;
+        let (end, p) = self.write(|tx| {
+            let (unseen, live): (i64, i64) = tx.query_row(
+                "SELECT COALESCE(SUM(fetched_at < ?2), 0), COUNT(*) FROM tasks
+                 WHERE location_id = ?1 AND deleted_at IS NULL",
+                params![run.location, started],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let (unseen, live) = (unseen as u64, live as u64);
+            let mut end = SweepEnd::default();
+            if unseen > MASS_DELETE_FLOOR && unseen as f64 > max_share * live as f64 {
+                end.refused = Some((unseen, live));
+            } else {
+                end.tombstoned = tx.execute(
+                    "UPDATE tasks SET deleted_at = ?3
+                     WHERE location_id = ?1 AND deleted_at IS NULL AND fetched_at < ?2",
+                    params![run.location, started, now],
+                )? as u64;
+                tx.execute(
+                    "INSERT INTO contact_fetches (location_id, contact_id, kind, fetched_at, seen_updated_ms)
+                     SELECT location_id, id, 'tasks', ?3, date_updated_ms FROM contacts
+                     WHERE location_id = ?1 AND deleted_at IS NULL AND changed_at <= ?2
+                     ON CONFLICT (location_id, contact_id, kind) DO UPDATE SET
+                       fetched_at = excluded.fetched_at, seen_updated_ms = excluded.seen_updated_ms",
+                    params![run.location, started, now],
+                )?;
+            }
+            write_json_state(tx, run.location, run.stream, &state)?;
+            let mut p = progress.clone();
+            p.tombstoned += end.tombstoned;
+            write_progress(tx, run.run_id, &p)?;
+            Ok((end, p))
+        })?;
+        *progress = p;
+        Ok(end)
+    }
+
+    /// Writes the location's businesses. With `complete_since` (the list was read to its end,
+    /// starting at that time), businesses it did not return are tombstoned and their links
+    /// dropped.
+    pub fn commit_businesses(
+        &self,
+        run: RunKey<'_>,
+        businesses: &[Record],
+        complete_since_ms: Option<i64>,
+        progress: &mut RunProgress,
+    ) -> Result<RecordCounts, StoreError> {
+        let now = iso_from_ms(now_ms());
+        let (counts, p) = self.write(|tx| {
+            let mut w = RecordWriter::new(tx, Table::Businesses, &now)?;
+            for rec in businesses {
+                w.upsert(run.location, rec, None)?;
+            }
+            let mut counts = w.counts;
+            drop(w);
+            if let Some(since) = complete_since_ms {
+                let since = iso_from_ms(since);
+                tx.execute(
+                    "DELETE FROM business_contacts WHERE location_id = ?1 AND business_id IN
+                       (SELECT id FROM businesses WHERE location_id = ?1 AND deleted_at IS NULL
+                          AND fetched_at < ?2)",
+                    params![run.location, since],
+                )?;
+                counts.tombstoned = tx.execute(
+                    "UPDATE businesses SET deleted_at = ?3
+                     WHERE location_id = ?1 AND deleted_at IS NULL AND fetched_at < ?2",
+                    params![run.location, since, now],
+                )? as u64;
+            }
+            let mut p = progress.clone();
+            p.pages += 1;
+            p.received += businesses.len() as u64;
+            counts.add_to(&mut p);
+            write_progress(tx, run.run_id, &p)?;
+            Ok((counts, p))
+        })?;
+        *progress = p;
+        Ok(counts)
+    }
+
+    /// Live businesses of a location, those whose links were read longest ago (or never) first.
+    pub fn businesses_by_link_age(&self, location: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id FROM businesses WHERE location_id = ?1 AND deleted_at IS NULL
+                 ORDER BY links_fetched_at IS NOT NULL, links_fetched_at, id",
+            )?;
+            st.query_map([location], |r| r.get(0))?.collect()
+        })
+    }
+
+    /// Replaces a business's contact links with `contacts` (read completely).
+    pub fn replace_business_links(
+        &self,
+        run: RunKey<'_>,
+        business_id: &str,
+        contacts: &[String],
+        progress: &mut RunProgress,
+    ) -> Result<RecordCounts, StoreError> {
+        let now = iso_from_ms(now_ms());
+        let ids = serde_json::to_string(contacts).unwrap_or_else(|_| "[]".into());
+        let (counts, p) = self.write(|tx| {
+            let mut counts = RecordCounts {
+                tombstoned: tx.execute(
+                    "DELETE FROM business_contacts WHERE location_id = ?1 AND business_id = ?2
+                       AND contact_id NOT IN (SELECT value FROM json_each(?3))",
+                    params![run.location, business_id, ids],
+                )? as u64,
+                ..RecordCounts::default()
+            };
+            counts.inserted = tx.execute(
+                "INSERT INTO business_contacts (location_id, business_id, contact_id, fetched_at)
+                 SELECT ?1, ?2, value, ?4 FROM json_each(?3) WHERE true
+                 ON CONFLICT DO NOTHING",
+                params![run.location, business_id, ids, now],
+            )? as u64;
+            counts.unchanged = contacts.len() as u64 - counts.inserted.min(contacts.len() as u64);
+            tx.execute(
+                "UPDATE business_contacts SET fetched_at = ?3 WHERE location_id = ?1 AND business_id = ?2",
+                params![run.location, business_id, now],
+            )?;
+            tx.execute(
+                "UPDATE businesses SET links_fetched_at = ?3 WHERE location_id = ?1 AND id = ?2",
+                params![run.location, business_id, now],
+            )?;
+            let mut p = progress.clone();
+            p.received += contacts.len() as u64;
+            counts.add_to(&mut p);
+            write_progress(tx, run.run_id, &p)?;
+            Ok((counts, p))
+        })?;
+        *progress = p;
+        Ok(counts)
+    }
+
+    /// The JSON state of a stream that keeps one (`None` before its first run).
+    pub fn load_json_state<S: DeserializeOwned>(
+        &self,
+        location: &str,
+        stream: Stream,
+    ) -> Result<Option<S>, StoreError> {
+        let text: Option<Option<String>> = self.read(|c| {
+            c.query_row(
+                "SELECT cursor FROM sync_state WHERE location_id = ?1 AND stream = ?2",
+                params![location, stream.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        match text.flatten() {
+            None => Ok(None),
+            Some(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| StoreError::BadState {
+                    path: self.path.clone(),
+                    location: location.to_string(),
+                    stream: stream.as_str().to_string(),
+                    detail: e.to_string(),
+                }),
+        }
+    }
+
+    /// Saves the JSON state of a stream on its own.
+    pub fn save_json_state<S: Serialize>(
+        &self,
+        location: &str,
+        stream: Stream,
+        state: &S,
+    ) -> Result<(), StoreError> {
+        let state = to_json(state)?;
+        self.write(|tx| write_json_state(tx, location, stream, &state))
+    }
+}
+
+fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Due> {
+    let kind: String = r.get(1)?;
+    Ok(Due {
+        contact_id: r.get(0)?,
+        kind: SubKind::parse(&kind).unwrap_or(SubKind::Tasks),
+        updated_ms: r.get(2)?,
+    })
+}
+
+fn kinds_json(kinds: &[SubKind]) -> String {
+    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
+}
+
+fn record_fetch(
+    tx: &Transaction<'_>,
+    location: &str,
+    contact: &str,
+    kind: SubKind,
+    now: &str,
+    seen_updated_ms: Option<i64>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO contact_fetches (location_id, contact_id, kind, fetched_at, seen_updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (location_id, contact_id, kind) DO UPDATE SET
+           fetched_at = excluded.fetched_at, seen_updated_ms = excluded.seen_updated_ms",
+    )?
+    .execute(params![
+        location,
+        contact,
+        kind.as_str(),
+        now,
+        seen_updated_ms
+    ])
+    .map(|_| ())
+}
+
+fn to_json<S: Serialize>(state: &S) -> Result<String, StoreError> {
+    serde_json::to_string(state).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+fn write_json_state(
+    tx: &Transaction<'_>,
+    location: &str,
+    stream: Stream,
+    state: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO sync_state (location_id, stream, cursor, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (location_id, stream) DO UPDATE SET cursor = excluded.cursor,
+           updated_at = excluded.updated_at",
+        params![location, stream.as_str(), state, iso_from_ms(now_ms())],
+    )
+    .map(|_| ())
+}
