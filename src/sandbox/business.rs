@@ -1,6 +1,7 @@
 //! Businesses: the per-location business records (`BusinessDto`) generated
 //! for `LocInfo.businesses`, query validation for GET /businesses/ and
-//! GET /contacts/business/:businessId, and the contacts-by-business page.
+//! GET /contacts/business/:businessId, and the contacts-by-business page
+//! (over the latest contacts, like the legacy list; no search lag).
 
 use std::sync::Arc;
 
@@ -98,7 +99,10 @@ fn one(rng: &mut SmallRng, loc: &LocInfo, i: usize, id: &str, taken: &mut Vec<us
     } else {
         created + rng.random_range(0..400 * DAY_MS)
     };
-    let user = |rng: &mut SmallRng| loc.users[rng.random_range(0..loc.users.len())].clone();
+    let user = |rng: &mut SmallRng| {
+        let i = rng.random_range(0..loc.users.len().max(1));
+        loc.users.get(i).cloned().unwrap_or_default()
+    };
     let actor = |rng: &mut SmallRng, at: i64| Actor {
         source: "WEB_USER",
         channel: "APP",

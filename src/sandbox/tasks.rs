@@ -1,7 +1,8 @@
 //! POST /locations/:locationId/tasks/search: body validation
 //! (`TaskQuery::parse`, class-validator-style 422 messages) and execution.
-//! Results are in task-id order; the matches of a filter are computed once
-//! per data version and cached, so paging with `skip` costs a slice.
+//! Results are in task-id order over the latest data (no search lag); the
+//! matches of a filter are computed once per data version and cached, so
+//! paging with `skip` costs a slice until something changes.
 
 use serde_json::{Map, Value};
 

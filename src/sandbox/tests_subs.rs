@@ -542,6 +542,52 @@ async fn task_search_pages_every_task_once_in_task_id_order() {
 }
 
 #[tokio::test]
+async fn task_search_sees_every_change_at_once() {
+    let sb = start(two_locations(300)).await;
+    let c = Client::new(&sb, TOKEN);
+    let done = json!({"completed": true});
+    let before = search_all(&c, json!({})).await;
+    let done_before = search_all(&c, done.clone()).await;
+    let report = sb.churn_subresources(LOC, 0.2, false);
+    assert!(report.tasks_added + report.tasks_edited + report.tasks_deleted > 0);
+    let after = search_all(&c, json!({})).await;
+    assert_ne!(after, before);
+    assert_eq!(after, sb.all_tasks_json(LOC));
+    let done_after = search_all(&c, done.clone()).await;
+    assert_ne!(done_after, done_before);
+    assert!(done_after.iter().all(|t| t["completed"] == true));
+
+    let gone = rich_contact(&sb, LOC);
+    assert!(sb.delete_contact(LOC, &gone));
+    let fresh: Vec<String> = (0..5).map(|_| sb.create_contact(LOC)).collect();
+    let all = search_all(&c, json!({})).await;
+    assert_eq!(all, sb.all_tasks_json(LOC));
+    assert!(all.iter().all(|t| t["contactId"] != gone.as_str()));
+    assert!(
+        all.iter()
+            .any(|t| fresh.iter().any(|f| t["contactId"] == f.as_str()))
+    );
+
+    let b = ids_of(&sb.businesses_json(LOC))[0].clone();
+    let by_business = json!({"businessId": b});
+    let first = search_all(&c, by_business.clone()).await;
+    let mover = rich_contact(&sb, LOC);
+    let moved_in = sb.business_contact_ids(LOC, &b).contains(&mover);
+    assert!(sb.set_contact_business(LOC, &mover, if moved_in { None } else { Some(&b) }));
+    let second = search_all(&c, by_business).await;
+    let theirs = sb.tasks_json(LOC, &mover).unwrap().len();
+    assert_eq!(
+        second.len(),
+        if moved_in {
+            first.len() - theirs
+        } else {
+            first.len() + theirs
+        }
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test]
 async fn task_search_filters_by_contact_completion_assignee_business_and_text() {
     let sb = start(two_locations(500)).await;
     let c = Client::new(&sb, TOKEN);
