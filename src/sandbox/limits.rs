@@ -16,6 +16,15 @@ pub(super) enum RouteKind {
     List,
     Search,
     Get,
+    /// A contact's tasks, or one task.
+    Tasks,
+    /// A contact's notes, or one note.
+    Notes,
+    Appointments,
+    TaskSearch,
+    /// The business list, or one business.
+    Business,
+    BusinessContacts,
 }
 
 /// The five `X-RateLimit-*` values.
@@ -90,6 +99,12 @@ impl Limiter {
             RouteKind::List => s.list_requests += 1,
             RouteKind::Search => s.search_requests += 1,
             RouteKind::Get => s.get_requests += 1,
+            RouteKind::Tasks => s.tasks_requests += 1,
+            RouteKind::Notes => s.notes_requests += 1,
+            RouteKind::Appointments => s.appointments_requests += 1,
+            RouteKind::TaskSearch => s.task_search_requests += 1,
+            RouteKind::Business => s.business_requests += 1,
+            RouteKind::BusinessContacts => s.business_contacts_requests += 1,
         }
     }
 

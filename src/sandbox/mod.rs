@@ -1,14 +1,27 @@
 //! A simulated HighLevel (GoHighLevel) Contacts API server ("the sandbox")
 //! for tests, the demo and benchmarks.
 //!
-//! It serves `GET /contacts/` (legacy list), `POST /contacts/search` and
-//! `GET /contacts/:contactId` over seeded, deterministic contacts, with
-//! HighLevel's auth/version/location checks, error bodies, rate limits and
-//! headers, plus injectable faults (5xx, 429 storms, hangs, truncated
-//! bodies, malformed pages), latency and search eventual consistency.
-//! [`Sandbox`] is the handle: it exposes the base URL and a synchronous
-//! control surface (churn, faults, limits, stats).
+//! Routes, over seeded, deterministic data (each request costs one against
+//! the rate limiter):
+//! - `GET /contacts/` (legacy list), `POST /contacts/search`,
+//!   `GET /contacts/:contactId`;
+//! - `GET /contacts/:contactId/tasks`, `.../tasks/:taskId`,
+//!   `GET /contacts/:contactId/notes`, `.../notes/:id`,
+//!   `GET /contacts/:contactId/appointments` (sub-resources, generated per
+//!   contact with [`SubresourceMix`] average counts);
+//! - `POST /locations/:locationId/tasks/search` (skip/limit paging in
+//!   task-id order; scope-gated, see [`Sandbox::set_task_search_scope`]);
+//! - `GET /businesses/?locationId=`, `GET /businesses/:businessId`,
+//!   `GET /contacts/business/:businessId?locationId=`.
+//!
+//! Every route has HighLevel's auth/scope/version/location checks, error
+//! bodies, rate limits and headers, plus injectable faults (5xx, 429
+//! storms, hangs, truncated bodies, malformed pages), latency and search
+//! eventual consistency. [`Sandbox`] is the handle: it exposes the base URL
+//! and a synchronous control surface (churn of contacts and sub-resources,
+//! faults, limits, scopes, stats, inspection).
 
+mod business;
 mod data;
 mod filter;
 mod limits;
@@ -18,8 +31,14 @@ mod routes;
 mod search;
 mod state;
 mod store;
+mod subrender;
+mod subroutes;
+mod subs;
+mod tasks;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_subs;
 mod time_fmt;
 mod vocab;
 
@@ -31,9 +50,12 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use serde_json::Value;
+
 use self::data::Id;
 use self::render::ContactJson;
 use self::state::{App, Location, lock};
+use self::subs::{Action, Kind};
 
 /// The only `Version` header value the contacts API accepts.
 pub const VERSION_HEADER_VALUE: &str = "2021-07-28";
@@ -54,6 +76,29 @@ pub struct SandboxConfig {
     pub faults: Faults,
     /// Delay before churned changes become visible to search.
     pub search_lag: Duration,
+    /// Average tasks, notes and appointments per contact.
+    pub subresources: SubresourceMix,
+}
+
+/// Average sub-resources per contact. Each contact's counts are Poisson
+/// draws with these means (so some contacts have none); means above 1000
+/// are capped.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SubresourceMix {
+    pub tasks: f64,
+    pub notes: f64,
+    pub appointments: f64,
+}
+
+impl Default for SubresourceMix {
+    /// 2 tasks, 3 notes and 1 appointment per contact on average.
+    fn default() -> Self {
+        SubresourceMix {
+            tasks: 2.0,
+            notes: 3.0,
+            appointments: 1.0,
+        }
+    }
 }
 
 /// One location (sub-account): its id, its bearer token and contact count.
@@ -108,6 +153,7 @@ impl SandboxConfig {
             limits: None,
             faults: Faults::default(),
             search_lag: Duration::ZERO,
+            subresources: SubresourceMix::default(),
         }
     }
 }
@@ -132,14 +178,58 @@ pub struct ChurnReport {
     pub deleted: Vec<String>,
 }
 
+/// Sub-resource changes made by one `churn_subresources` call.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubChurnReport {
+    /// Contacts whose sub-resources changed, in the order they were picked.
+    pub contacts: Vec<String>,
+    pub tasks_added: usize,
+    pub tasks_edited: usize,
+    pub tasks_deleted: usize,
+    pub notes_added: usize,
+    pub notes_edited: usize,
+    pub notes_deleted: usize,
+    pub appointments_added: usize,
+    pub appointments_edited: usize,
+    pub appointments_deleted: usize,
+}
+
+impl SubChurnReport {
+    fn tally(&mut self, kind: Kind, action: Action) {
+        let n = match (kind, action) {
+            (Kind::Task, Action::Added) => &mut self.tasks_added,
+            (Kind::Task, Action::Edited) => &mut self.tasks_edited,
+            (Kind::Task, Action::Deleted) => &mut self.tasks_deleted,
+            (Kind::Note, Action::Added) => &mut self.notes_added,
+            (Kind::Note, Action::Edited) => &mut self.notes_edited,
+            (Kind::Note, Action::Deleted) => &mut self.notes_deleted,
+            (Kind::Appointment, Action::Added) => &mut self.appointments_added,
+            (Kind::Appointment, Action::Edited) => &mut self.appointments_edited,
+            (Kind::Appointment, Action::Deleted) => &mut self.appointments_deleted,
+        };
+        *n += 1;
+    }
+}
+
 /// Request counters of one location.
 #[derive(Clone, Debug, Default)]
 pub struct SandboxStats {
-    /// Requests that passed auth.
+    /// Requests that passed auth (all routes).
     pub requests: u64,
     pub search_requests: u64,
     pub list_requests: u64,
     pub get_requests: u64,
+    /// GET /contacts/:id/tasks and /contacts/:id/tasks/:taskId.
+    pub tasks_requests: u64,
+    /// GET /contacts/:id/notes and /contacts/:id/notes/:id.
+    pub notes_requests: u64,
+    pub appointments_requests: u64,
+    /// POST /locations/:id/tasks/search (including scope 401s).
+    pub task_search_requests: u64,
+    /// GET /businesses/ and /businesses/:id.
+    pub business_requests: u64,
+    /// GET /contacts/business/:id.
+    pub business_contacts_requests: u64,
     /// 429s sent (limits and storms).
     pub rate_limited: u64,
     /// Injected 5xx sent.
@@ -346,5 +436,133 @@ impl Sandbox {
     /// The next `n` list/search 200s carry a non-object element in `contacts`.
     pub fn break_next_pages(&self, n: u32) {
         self.app.settings().broken_pages = n;
+    }
+
+    /// Grants (default) or withdraws the task-search scope of the
+    /// location's token; without it, task search answers 401.
+    pub fn set_task_search_scope(&self, location: &str, allowed: bool) {
+        if let Some(l) = self.loc(location) {
+            l.task_scope.store(allowed, Ordering::Relaxed);
+        }
+    }
+
+    /// Moves a live contact to business `business_id` of its location, or
+    /// to none, and bumps its dateUpdated. False for an unknown location,
+    /// contact or business.
+    pub fn set_contact_business(
+        &self,
+        location: &str,
+        contact_id: &str,
+        business_id: Option<&str>,
+    ) -> bool {
+        let (Some(loc), Some(id)) = (self.loc(location), Id::parse(contact_id)) else {
+            return false;
+        };
+        let mut store = lock(&loc.store);
+        let b = match business_id {
+            None => None,
+            Some(b) => match store.business_index(b) {
+                Some(i) => Some(i),
+                None => return false,
+            },
+        };
+        store.set_business(&id, b)
+    }
+
+    /// Adds, edits or deletes tasks, notes and appointments of `fraction`
+    /// (0..=1, rounded) of the live contacts, at least one change each;
+    /// with `bump_contact`, each contact's dateUpdated is bumped too (seen
+    /// by search after the search lag).
+    pub fn churn_subresources(
+        &self,
+        location: &str,
+        fraction: f64,
+        bump_contact: bool,
+    ) -> SubChurnReport {
+        self.loc(location)
+            .map(|l| lock(&l.store).churn_subs(fraction, bump_contact))
+            .unwrap_or_default()
+    }
+
+    /// Exactly the `tasks` GET /contacts/:id/tasks returns; None if the
+    /// contact is not live in the location.
+    pub fn tasks_json(&self, location: &str, contact_id: &str) -> Option<Vec<Value>> {
+        self.sub_json(location, contact_id, subroutes::tasks_body, "tasks")
+    }
+
+    /// Exactly the `notes` GET /contacts/:id/notes returns.
+    pub fn notes_json(&self, location: &str, contact_id: &str) -> Option<Vec<Value>> {
+        self.sub_json(location, contact_id, subroutes::notes_body, "notes")
+    }
+
+    /// Exactly the `events` GET /contacts/:id/appointments returns.
+    pub fn appointments_json(&self, location: &str, contact_id: &str) -> Option<Vec<Value>> {
+        self.sub_json(location, contact_id, subroutes::appointments_body, "events")
+    }
+
+    fn sub_json(
+        &self,
+        location: &str,
+        contact_id: &str,
+        body: fn(&store::Store, &Id) -> Vec<u8>,
+        key: &str,
+    ) -> Option<Vec<Value>> {
+        let store = lock(&self.loc(location)?.store);
+        let id = Id::parse(contact_id)?;
+        store.get(&id)?;
+        array_of(&body(&store, &id), key)
+    }
+
+    /// Every task of the location in task-search order (by task id).
+    pub fn all_tasks_json(&self, location: &str) -> Vec<Value> {
+        let Some(l) = self.loc(location) else {
+            return Vec::new();
+        };
+        let store = lock(&l.store);
+        let all: Vec<(Id, Id)> = store
+            .subs
+            .task_index
+            .iter()
+            .map(|(t, c)| (*t, *c))
+            .collect();
+        array_of(&subroutes::task_page_body(&store, &all), "tasks").unwrap_or_default()
+    }
+
+    /// Every business of the location, as GET /businesses/ lists them.
+    pub fn businesses_json(&self, location: &str) -> Vec<Value> {
+        self.loc(location)
+            .and_then(|l| serde_json::to_value(&lock(&l.store).businesses).ok())
+            .and_then(|v| match v {
+                Value::Array(items) => Some(items),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    /// Ids of the live contacts in a business, in the order
+    /// GET /contacts/business/:id pages them (dateAdded, then id).
+    pub fn business_contact_ids(&self, location: &str, business_id: &str) -> Vec<String> {
+        let Some(l) = self.loc(location) else {
+            return Vec::new();
+        };
+        let store = lock(&l.store);
+        let Some(b) = store.business_index(business_id) else {
+            return Vec::new();
+        };
+        store
+            .business_members(b)
+            .map(|k| k.1.as_str().to_string())
+            .collect()
+    }
+}
+
+/// The array under `key` in a JSON object body.
+fn array_of(body: &[u8], key: &str) -> Option<Vec<Value>> {
+    match serde_json::from_slice::<Value>(body).ok()? {
+        Value::Object(mut m) => match m.remove(key)? {
+            Value::Array(items) => Some(items),
+            _ => None,
+        },
+        _ => None,
     }
 }

@@ -19,7 +19,7 @@ pub(super) struct ContactJson<'a> {
 }
 
 /// Writes `key: value`, `key: null` or nothing.
-fn opt<M: SerializeMap, T: Serialize>(
+pub(super) fn opt<M: SerializeMap, T: Serialize>(
     m: &mut M,
     key: &str,
     v: Option<T>,

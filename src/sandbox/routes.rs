@@ -1,9 +1,11 @@
 //! HTTP layer: route matching, the per-request check pipeline (auth →
-//! version → body/location → rate limit → faults → latency → handler), the
-//! three handlers, NestJS-style errors, rate-limit headers and truncated
-//! bodies.
+//! scope → version → body/location → rate limit → faults → latency →
+//! handler), the contact handlers, NestJS-style errors, rate-limit headers
+//! and truncated bodies. Sub-resource and business handlers live in
+//! `subroutes`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -24,6 +26,7 @@ use super::render::{
 };
 use super::search::{self, Invalid, SearchQuery, body_location};
 use super::state::{App, lock};
+use super::subroutes;
 
 /// Largest accepted request body.
 const MAX_BODY: usize = 1 << 20;
@@ -34,27 +37,50 @@ pub(super) fn router(app: Arc<App>) -> Router {
     Router::new().fallback(handle).with_state(app)
 }
 
-/// A matched route.
+/// A matched route with its path parameters.
 #[derive(Debug)]
 enum Route {
     List,
     Search,
     Get(String),
+    Tasks(String),
+    Task(String, String),
+    Notes(String),
+    Note(String, String),
+    Appointments(String),
+    /// Path `locationId`.
+    TaskSearch(String),
+    Businesses,
+    Business(String),
+    BusinessContacts(String),
 }
 
 impl Route {
     fn parse(method: &Method, path: &str) -> Option<Route> {
         let path = path.strip_suffix('/').unwrap_or(path);
-        let rest = path.strip_prefix("/contacts")?;
-        match (method, rest) {
-            (&Method::GET, "") => Some(Route::List),
-            (&Method::POST, "/search") => Some(Route::Search),
-            (&Method::GET, r) => {
-                let id = r.strip_prefix('/')?;
-                (!id.is_empty() && !id.contains('/')).then(|| Route::Get(id.to_string()))
-            }
-            _ => None,
+        let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        if segs.iter().any(|s| s.is_empty()) {
+            return None;
         }
+        let s = |x: &str| x.to_string();
+        let get = method == Method::GET;
+        Some(match segs.as_slice() {
+            ["contacts"] if get => Route::List,
+            ["contacts", "search"] if method == Method::POST => Route::Search,
+            ["contacts", "business", b] if get => Route::BusinessContacts(s(b)),
+            ["contacts", id] if get => Route::Get(s(id)),
+            ["contacts", id, "tasks"] if get => Route::Tasks(s(id)),
+            ["contacts", id, "tasks", t] if get => Route::Task(s(id), s(t)),
+            ["contacts", id, "notes"] if get => Route::Notes(s(id)),
+            ["contacts", id, "notes", n] if get => Route::Note(s(id), s(n)),
+            ["contacts", id, "appointments"] if get => Route::Appointments(s(id)),
+            ["locations", l, "tasks", "search"] if method == Method::POST => {
+                Route::TaskSearch(s(l))
+            }
+            ["businesses"] if get => Route::Businesses,
+            ["businesses", b] if get => Route::Business(s(b)),
+            _ => return None,
+        })
     }
 
     fn kind(&self) -> RouteKind {
@@ -62,12 +88,18 @@ impl Route {
             Route::List => RouteKind::List,
             Route::Search => RouteKind::Search,
             Route::Get(_) => RouteKind::Get,
+            Route::Tasks(_) | Route::Task(..) => RouteKind::Tasks,
+            Route::Notes(_) | Route::Note(..) => RouteKind::Notes,
+            Route::Appointments(_) => RouteKind::Appointments,
+            Route::TaskSearch(_) => RouteKind::TaskSearch,
+            Route::Businesses | Route::Business(_) => RouteKind::Business,
+            Route::BusinessContacts(_) => RouteKind::BusinessContacts,
         }
     }
 }
 
 /// A response before headers are attached.
-struct Reply {
+pub(super) struct Reply {
     status: StatusCode,
     body: Vec<u8>,
     loc: Option<usize>,
@@ -75,7 +107,7 @@ struct Reply {
 }
 
 impl Reply {
-    fn new(loc: Option<usize>, status: StatusCode, body: Vec<u8>) -> Reply {
+    pub(super) fn new(loc: Option<usize>, status: StatusCode, body: Vec<u8>) -> Reply {
         Reply {
             status,
             body,
@@ -84,11 +116,16 @@ impl Reply {
         }
     }
 
-    fn error(loc: Option<usize>, status: StatusCode, message: &str, error: Option<&str>) -> Reply {
+    pub(super) fn error(
+        loc: Option<usize>,
+        status: StatusCode,
+        message: &str,
+        error: Option<&str>,
+    ) -> Reply {
         Reply::new(loc, status, error_body(status.as_u16(), message, error))
     }
 
-    fn unprocessable(loc: usize, messages: &[String]) -> Reply {
+    pub(super) fn unprocessable(loc: usize, messages: &[String]) -> Reply {
         Reply::new(
             Some(loc),
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -96,7 +133,7 @@ impl Reply {
         )
     }
 
-    fn forbidden(loc: usize) -> Reply {
+    pub(super) fn forbidden(loc: usize) -> Reply {
         let msg = "The token does not have access to this location.";
         Reply::error(Some(loc), StatusCode::FORBIDDEN, msg, None)
     }
@@ -107,6 +144,15 @@ enum Input {
     List(Vec<(String, String)>),
     Search(Value),
     Get(String),
+    Tasks(String),
+    Task(String, String),
+    Notes(String),
+    Note(String, String),
+    Appointments(String),
+    TaskSearch { location: String, body: Value },
+    Businesses(Vec<(String, String)>),
+    Business(String),
+    BusinessContacts(String, Vec<(String, String)>),
 }
 
 /// A request that passed every check.
@@ -169,7 +215,7 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Option<usize> {
     app.location_of_token(token.trim())
 }
 
-/// Version, body, location, rate-limit and fault checks.
+/// Scope, version, body, location, rate-limit and fault checks.
 async fn precheck(
     app: &App,
     loc: usize,
@@ -177,11 +223,24 @@ async fn precheck(
     parts: &Parts,
     body: Body,
 ) -> Result<Ready, Reply> {
+    check_scope(app, loc, &route)?;
     check_version(loc, &parts.headers)?;
     let input = match route {
         Route::List => Input::List(query_pairs(parts)),
         Route::Search => Input::Search(read_json(loc, body).await?),
         Route::Get(id) => Input::Get(id),
+        Route::Tasks(c) => Input::Tasks(c),
+        Route::Task(c, t) => Input::Task(c, t),
+        Route::Notes(c) => Input::Notes(c),
+        Route::Note(c, n) => Input::Note(c, n),
+        Route::Appointments(c) => Input::Appointments(c),
+        Route::TaskSearch(location) => Input::TaskSearch {
+            location,
+            body: read_json(loc, body).await?,
+        },
+        Route::Businesses => Input::Businesses(query_pairs(parts)),
+        Route::Business(b) => Input::Business(b),
+        Route::BusinessContacts(b) => Input::BusinessContacts(b, query_pairs(parts)),
     };
     check_location(app, loc, &input)?;
     check_rate(app, loc)?;
@@ -202,6 +261,19 @@ async fn precheck(
         delay: drawn.delay,
         truncate: drawn.truncate,
     })
+}
+
+/// 401 when the token lacks the route's scope (only task search is gated).
+fn check_scope(app: &App, loc: usize, route: &Route) -> Result<(), Reply> {
+    let allowed = match route {
+        Route::TaskSearch(_) => app.locations[loc].task_scope.load(Ordering::Relaxed),
+        _ => true,
+    };
+    if allowed {
+        return Ok(());
+    }
+    let msg = "The token is not authorized for this scope.";
+    Err(Reply::error(Some(loc), StatusCode::UNAUTHORIZED, msg, None))
 }
 
 fn check_version(loc: usize, headers: &HeaderMap) -> Result<(), Reply> {
@@ -248,15 +320,29 @@ async fn read_json(loc: usize, body: Body) -> Result<Value, Reply> {
     })
 }
 
+/// The `locationId` query parameter.
+fn location_param(params: &[(String, String)]) -> Option<&str> {
+    params
+        .iter()
+        .find(|(k, _)| k == "locationId")
+        .map(|(_, v)| v.as_str())
+}
+
 /// 403 when the request names a location other than the token's.
 fn check_location(app: &App, loc: usize, input: &Input) -> Result<(), Reply> {
     let asked = match input {
-        Input::List(params) => params
-            .iter()
-            .find(|(k, _)| k == "locationId")
-            .map(|(_, v)| v.as_str()),
+        Input::List(params) | Input::Businesses(params) | Input::BusinessContacts(_, params) => {
+            location_param(params)
+        }
         Input::Search(body) => body_location(body),
-        Input::Get(_) => None,
+        Input::TaskSearch { location, .. } => Some(location.as_str()),
+        Input::Get(_)
+        | Input::Tasks(_)
+        | Input::Task(..)
+        | Input::Notes(_)
+        | Input::Note(..)
+        | Input::Appointments(_)
+        | Input::Business(_) => None,
     };
     match asked {
         Some(id) if !id.is_empty() && id != app.locations[loc].id => Err(Reply::forbidden(loc)),
@@ -287,6 +373,15 @@ fn run_handler(app: &App, loc: usize, input: Input) -> Reply {
         Input::List(params) => handle_list(app, loc, &params),
         Input::Search(body) => handle_search(app, loc, &body),
         Input::Get(id) => handle_get(app, loc, &id),
+        Input::Tasks(c) => subroutes::tasks(app, loc, &c),
+        Input::Task(c, t) => subroutes::task(app, loc, &c, &t),
+        Input::Notes(c) => subroutes::notes(app, loc, &c),
+        Input::Note(c, n) => subroutes::note(app, loc, &c, &n),
+        Input::Appointments(c) => subroutes::appointments(app, loc, &c),
+        Input::TaskSearch { body, .. } => subroutes::task_search(app, loc, &body),
+        Input::Businesses(params) => subroutes::businesses(app, loc, &params),
+        Input::Business(b) => subroutes::business(app, loc, &b),
+        Input::BusinessContacts(b, params) => subroutes::business_contacts(app, loc, &b, &params),
     }
 }
 
@@ -344,6 +439,12 @@ fn handle_get(app: &App, loc: usize, raw_id: &str) -> Reply {
     if let Some((c, info)) = found {
         return Reply::new(Some(loc), StatusCode::OK, get_body(&c, &info));
     }
+    contact_missing(app, loc, id)
+}
+
+/// The reply for a contact id that is not live in location `loc`: the
+/// 403 body when another location has it, else 400 "Contact not found".
+pub(super) fn contact_missing(app: &App, loc: usize, id: Option<Id>) -> Reply {
     let elsewhere = id.is_some_and(|id| {
         let others = app.locations.iter().enumerate().filter(|(i, _)| *i != loc);
         others

@@ -23,6 +23,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(super) struct Location {
     pub id: String,
     pub revoked: AtomicBool,
+    /// Whether the token has the task-search scope.
+    pub task_scope: AtomicBool,
     pub store: Mutex<Store>,
     pub limiter: Mutex<Limiter>,
 }
@@ -101,11 +103,13 @@ impl App {
             .map(|l| Location {
                 id: l.id.clone(),
                 revoked: AtomicBool::new(false),
+                task_scope: AtomicBool::new(true),
                 store: Mutex::new(Store::generate(
                     config.seed,
                     &l.id,
                     l.contacts,
                     config.search_lag,
+                    config.subresources,
                 )),
                 limiter: Mutex::new(Limiter::new(config.limits)),
             })

@@ -1,6 +1,8 @@
-//! Per-location contact storage: the latest state (GET by id, legacy list),
-//! the lagged search view (POST /contacts/search) with its pending-change
-//! queue, the ordered indices, and churn (create/update/delete).
+//! Per-location contact storage: the latest state (GET by id, legacy list,
+//! contacts by business), the lagged search view (POST /contacts/search)
+//! with its pending-change queue, the ordered indices, the location's
+//! businesses and contacts' sub-resources (`SubStore`), and churn
+//! (create/update/delete, business moves, sub-resource changes).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -10,9 +12,12 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 
+use super::business::{self, Business};
 use super::data::{Contact, DatePlan, Gen, Id, LocInfo, mix_seed};
 use super::search::TotalKey;
+use super::subs::SubStore;
 use super::time_fmt::now_ms;
+use super::{SubChurnReport, SubresourceMix};
 
 /// An index key: (ms timestamp, id).
 pub(super) type Key = (i64, Id);
@@ -48,6 +53,10 @@ pub(super) struct Store {
     slots: HashMap<Id, Slot>,
     /// Latest versions ordered by (dateAdded, id): the legacy list.
     by_added: BTreeSet<Key>,
+    /// Latest versions per `LocInfo.businesses` index, by (dateAdded, id).
+    by_business: Vec<BTreeSet<Key>>,
+    pub businesses: Vec<Business>,
+    pub subs: SubStore,
     pub search: SearchIndex,
     pending: VecDeque<Pending>,
     lag: Duration,
@@ -56,8 +65,15 @@ pub(super) struct Store {
 }
 
 impl Store {
-    /// Seeds `n` contacts deterministically from `seed` and the location id.
-    pub fn generate(seed: u64, location: &str, n: usize, lag: Duration) -> Store {
+    /// Seeds `n` contacts, their sub-resources per `mix`, and the
+    /// businesses, deterministically from `seed` and the location id.
+    pub fn generate(
+        seed: u64,
+        location: &str,
+        n: usize,
+        lag: Duration,
+        mix: SubresourceMix,
+    ) -> Store {
         let mut rng = SmallRng::seed_from_u64(mix_seed(seed, location));
         let info = Arc::new(LocInfo::generate(location, &mut rng));
         let churn_rng = SmallRng::seed_from_u64(mix_seed(seed ^ 0xC4_0A11, location));
@@ -65,6 +81,9 @@ impl Store {
             info: info.clone(),
             slots: HashMap::with_capacity(n),
             by_added: BTreeSet::new(),
+            by_business: vec![BTreeSet::new(); info.businesses.len()],
+            businesses: business::generate(seed, &info),
+            subs: SubStore::new(seed, location, mix, n),
             search: SearchIndex::default(),
             pending: VecDeque::new(),
             lag,
@@ -81,6 +100,7 @@ impl Store {
             }
             .contact(id, added, updated);
             store.last_ms = store.last_ms.max(updated);
+            store.subs.add_contact(&info, &c, added, updated.max(added));
             store.insert_now(Arc::new(c));
         }
         store
@@ -98,6 +118,7 @@ impl Store {
     /// Inserts a contact into both views immediately (seeding).
     fn insert_now(&mut self, c: Arc<Contact>) {
         self.by_added.insert((c.date_added, c.id));
+        self.index_business(&c, true);
         self.search_put(c.id, Some(c.clone()));
         let id = c.id;
         self.slots.entry(id).or_default().latest = Some(c);
@@ -130,6 +151,31 @@ impl Store {
         &self.by_added
     }
 
+    /// The `LocInfo.businesses` index of a business id of this location.
+    pub fn business_index(&self, business: &str) -> Option<u8> {
+        let i = self.info.businesses.iter().position(|b| b == business)?;
+        u8::try_from(i).ok()
+    }
+
+    /// Keys of the live contacts in business `b`, by (dateAdded, id).
+    pub fn business_members(&self, b: u8) -> impl Iterator<Item = &Key> {
+        self.by_business.get(usize::from(b)).into_iter().flatten()
+    }
+
+    fn index_business(&mut self, c: &Contact, insert: bool) {
+        let Some(set) = c
+            .business
+            .and_then(|b| self.by_business.get_mut(usize::from(b)))
+        else {
+            return;
+        };
+        if insert {
+            set.insert((c.date_added, c.id));
+        } else {
+            set.remove(&(c.date_added, c.id));
+        }
+    }
+
     /// Replaces the search-visible version of `id`.
     fn search_put(&mut self, id: Id, version: Option<Arc<Contact>>) {
         let slot = self.slots.entry(id).or_default();
@@ -160,13 +206,20 @@ impl Store {
     /// Sets the latest version (None = deleted) and schedules search.
     fn commit(&mut self, id: Id, version: Option<Arc<Contact>>) {
         let slot = self.slots.entry(id).or_default();
-        if let Some(old) = slot.latest.take() {
+        let old = slot.latest.take();
+        slot.latest = version.clone();
+        if let Some(old) = old {
             self.by_added.remove(&(old.date_added, id));
+            self.index_business(&old, false);
         }
         if let Some(new) = &version {
             self.by_added.insert((new.date_added, id));
+            self.index_business(new, true);
+        } else {
+            self.subs.remove_contact(&id);
         }
-        slot.latest = version.clone();
+        // Task search filters by the contact's business.
+        self.subs.bump();
         if self.lag.is_zero() {
             self.search_put(id, version);
         } else {
@@ -197,6 +250,7 @@ impl Store {
         }
         .contact(id, ms, ms);
         self.rng = rng;
+        self.subs.add_contact(&info, &c, ms, ms);
         self.commit(id, Some(Arc::new(c)));
         id
     }
@@ -216,6 +270,52 @@ impl Store {
         c.date_updated = self.next_ms();
         self.commit(*id, Some(Arc::new(c)));
         true
+    }
+
+    /// Bumps dateUpdated only (a change elsewhere, e.g. to a note).
+    pub fn touch(&mut self, id: &Id) -> bool {
+        self.replace(id, |_| {})
+    }
+
+    /// Moves a live contact to business `b` (None = no business).
+    pub fn set_business(&mut self, id: &Id, b: Option<u8>) -> bool {
+        self.replace(id, |c| c.business = b)
+    }
+
+    /// Commits an edited copy of a live contact with dateUpdated bumped.
+    fn replace(&mut self, id: &Id, edit: impl FnOnce(&mut Contact)) -> bool {
+        let Some(old) = self.get(id) else {
+            return false;
+        };
+        let mut c = Contact::clone(&old);
+        edit(&mut c);
+        c.date_updated = self.next_ms();
+        self.commit(*id, Some(Arc::new(c)));
+        true
+    }
+
+    /// Changes the sub-resources of `fraction` of the live contacts (seeded
+    /// picks), optionally bumping each contact's dateUpdated.
+    pub fn churn_subs(&mut self, fraction: f64, bump_contact: bool) -> SubChurnReport {
+        let live = self.by_added.len();
+        let n = (fraction.clamp(0.0, 1.0) * live as f64).round() as usize;
+        let picks = self.subs.pick(self.by_added.iter().map(|k| &k.1), n);
+        let mut report = SubChurnReport::default();
+        for id in picks {
+            let Some(c) = self.get(&id) else {
+                continue;
+            };
+            let now = self.next_ms();
+            let info = self.info.clone();
+            for (kind, action) in self.subs.churn_contact(&info, &c, now) {
+                report.tally(kind, action);
+            }
+            if bump_contact {
+                self.touch(&id);
+            }
+            report.contacts.push(id.as_str().to_string());
+        }
+        report
     }
 
     /// Removes a live contact entirely (no tombstone).

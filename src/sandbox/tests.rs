@@ -12,12 +12,12 @@ use super::render::ContactJson;
 use super::store::Store;
 use super::*;
 
-const LOC: &str = "sandboxLocation00001";
-const TOKEN: &str = "pit-sandbox-token-1";
-const LOC2: &str = "otherLocation0000002";
-const TOKEN2: &str = "pit-sandbox-token-2";
+pub(super) const LOC: &str = "sandboxLocation00001";
+pub(super) const TOKEN: &str = "pit-sandbox-token-1";
+pub(super) const LOC2: &str = "otherLocation0000002";
+pub(super) const TOKEN2: &str = "pit-sandbox-token-2";
 
-fn two_locations(contacts: usize) -> SandboxConfig {
+pub(super) fn two_locations(contacts: usize) -> SandboxConfig {
     let seed = |id: &str, token: &str, contacts| LocationSeed {
         id: id.into(),
         token: token.into(),
@@ -26,7 +26,7 @@ fn two_locations(contacts: usize) -> SandboxConfig {
     SandboxConfig::new(7, vec![seed(LOC, TOKEN, contacts), seed(LOC2, TOKEN2, 50)])
 }
 
-async fn start(config: SandboxConfig) -> Sandbox {
+pub(super) async fn start(config: SandboxConfig) -> Sandbox {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     Sandbox::start(config, listener).await.unwrap()
 }
@@ -43,8 +43,8 @@ fn rendered(store: &Store, id: &Id) -> Value {
 
 #[test]
 fn seeded_data_is_deterministic_with_ties_unicode_and_nulls() {
-    let a = Store::generate(9, LOC, 2600, Duration::ZERO);
-    let b = Store::generate(9, LOC, 2600, Duration::ZERO);
+    let a = Store::generate(9, LOC, 2600, Duration::ZERO, SubresourceMix::default());
+    let b = Store::generate(9, LOC, 2600, Duration::ZERO, SubresourceMix::default());
     let ids = a.live_ids();
     assert_eq!(ids.len(), 2600);
     assert_eq!(ids, b.live_ids());
@@ -88,14 +88,14 @@ fn seeded_data_is_deterministic_with_ties_unicode_and_nulls() {
     assert_eq!(all[0]["dateAdded"].as_str().unwrap().len(), 24);
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
+pub(super) struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
     token: String,
 }
 
 impl Client {
-    fn new(sb: &Sandbox, token: &str) -> Client {
+    pub fn new(sb: &Sandbox, token: &str) -> Client {
         Client {
             http: reqwest::Client::new(),
             base: sb.base_url(),
@@ -103,7 +103,10 @@ impl Client {
         }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value, reqwest::header::HeaderMap) {
+    pub async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
         let resp = req
             .bearer_auth(&self.token)
             .header("Version", VERSION_HEADER_VALUE)
@@ -115,7 +118,7 @@ impl Client {
         (status, resp.json().await.unwrap(), headers)
     }
 
-    async fn search(&self, body: Value) -> (u16, Value) {
+    pub async fn search(&self, body: Value) -> (u16, Value) {
         let req = self
             .http
             .post(format!("{}/contacts/search", self.base))
@@ -124,7 +127,7 @@ impl Client {
         (s, v)
     }
 
-    async fn get_url(&self, url: &str) -> (u16, Value) {
+    pub async fn get_url(&self, url: &str) -> (u16, Value) {
         let (s, v, _) = self.send(self.http.get(url)).await;
         (s, v)
     }

@@ -1,4 +1,5 @@
-//! Millisecond timestamps: fast ISO-8601 UTC rendering ("2025-03-01T10:15:30.123Z"),
+//! Millisecond timestamps: fast ISO-8601 UTC rendering ("2025-03-01T10:15:30.123Z")
+//! and the appointment format ("2025-03-01 10:15:30"),
 //! parsing of ISO strings / dates / ms numbers, and the wall clock.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -57,6 +58,15 @@ pub(super) fn iso_ms(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
 }
 
+/// "YYYY-MM-DD HH:MM:SS" (UTC), the spec's appointment date format.
+pub(super) fn ymd_hms(ms: i64) -> String {
+    let days = ms.div_euclid(DAY_MS);
+    let rem = ms.rem_euclid(DAY_MS);
+    let (y, m, d) = civil_from_days(days);
+    let (h, min, s) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{min:02}:{s:02}")
+}
+
 /// "YYYY-MM-DD" of a day count since the epoch.
 pub(super) fn ymd(days: i32) -> String {
     let (y, m, d) = civil_from_days(i64::from(days));
@@ -101,6 +111,7 @@ mod tests {
         assert_eq!(iso_ms(RANGE_START_MS), "2023-01-01T00:00:00.000Z");
         assert_eq!(parse_iso("2026-01-01"), Some(RANGE_END_MS));
         assert_eq!(ymd(0), "1970-01-01");
+        assert_eq!(ymd_hms(ms), "2025-03-01 10:15:30");
         assert_eq!(parse_iso("nope"), None);
     }
 }

@@ -1,6 +1,8 @@
-//! Static vocabularies the seeded contact generator draws from: names (with
-//! unicode), companies (with emoji and JSON-hostile characters), places, tags,
-//! sources, time zones, custom-field values and attribution patterns.
+//! Static vocabularies the seeded generators draw from: names (with unicode),
+//! companies (with emoji and JSON-hostile characters), places, tags, sources,
+//! time zones, custom-field values and attribution patterns for contacts;
+//! titles, bodies, colours, statuses and addresses for tasks, notes and
+//! appointments; names and descriptions for businesses.
 //!
 //! Contacts store small indices into these tables, which keeps 100k+ contacts
 //! per location compact in memory.
@@ -257,4 +259,137 @@ pub(super) const ATTRIBUTIONS: &[Attribution] = &[
 pub(super) const USER_AGENTS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)",
+];
+
+/// Task titles.
+pub(super) const TASK_TITLES: &[&str] = &[
+    "Call back",
+    "Send proposal",
+    "Follow up on quote",
+    "Schedule demo",
+    "Collect payment",
+    "Renewal reminder",
+    "Send contract 📄",
+    "Check in after onboarding",
+    "Prepare invoice #\"Q3\"",
+    "Rückruf vereinbaren",
+    "Llamar al cliente",
+    "見積もりを送る",
+    "Review <signed> NDA",
+    "Update CRM notes",
+];
+
+/// Task bodies, including multi-line, unicode and markup-like text.
+pub(super) const TASK_BODIES: &[&str] = &[
+    "Asked to be called after 5pm.",
+    "Wants pricing for the team plan (12 seats).",
+    "Left voicemail twice; try SMS next.",
+    "Line 1\nLine 2\n- bullet",
+    "Send the deck from the webinar 🎥",
+    "Bitte auf Deutsch antworten.",
+    "Customer said: \"maybe next quarter\"",
+    "Path C:\\Docs\\contract.pdf attached",
+    "<b>Urgent</b> &amp; important",
+    "",
+    "Confirm billing address before invoicing.",
+    "折り返し電話をお願いします。",
+];
+
+/// Note titles.
+pub(super) const NOTE_TITLES: &[&str] = &[
+    "Call summary",
+    "Follow-up summary",
+    "Discovery notes",
+    "Objections",
+    "Résumé de l'appel",
+    "Meeting recap 📝",
+];
+
+/// Note bodies.
+pub(super) const NOTE_BODIES: &[&str] = &[
+    "Spoke with the contact; interested in the annual plan.",
+    "No answer. Left a voicemail.",
+    "Prefers email over phone.",
+    "Budget approved for Q2.\nDecision maker: CFO.",
+    "Asked for a discount of 10%.",
+    "Met at the trade show 🎪 booth #42.",
+    "Kunde möchte einen Rückruf am Montag.",
+    "Cliente prefiere WhatsApp.",
+    "<p>Sent <em>brochure</em> via email</p>",
+    "Quote: \"We'll decide next week\"",
+    "Referral from an existing customer.",
+    "Unsubscribed from newsletter but still a lead.",
+    "電話で確認済み。",
+    "Signed up for the free trial.",
+    "Do not contact before 10am (timezone!)",
+    "Paid invoice INV-2024-0042 ✅",
+];
+
+/// Note colours (hex).
+pub(super) const NOTE_COLORS: &[&str] = &["#FFAA00", "#FF5733", "#33C1FF", "#7DDA58", "#CCCCCC"];
+
+/// Appointment titles.
+pub(super) const APPOINTMENT_TITLES: &[&str] = &[
+    "Discovery call",
+    "Product demo",
+    "Consultation",
+    "Onboarding session",
+    "Quarterly review",
+    "Site visit 🏠",
+    "Beratungsgespräch",
+    "Follow-up meeting",
+];
+
+/// Appointment notes.
+pub(super) const APPOINTMENT_NOTES: &[&str] = &[
+    "Bring the signed forms.",
+    "Customer will join from mobile.",
+    "Rescheduled once already.",
+    "Parking on level -2 📍",
+    "Discuss renewal & upsell",
+];
+
+/// Appointment addresses (meeting links and street addresses).
+pub(super) const APPOINTMENT_ADDRESSES: &[&str] = &[
+    "https://zoom.us/j/1234567890",
+    "https://meet.google.com/abc-defg-hij",
+    "123 Main St, Austin, TX 78701",
+    "Königstraße 1, 70173 Stuttgart",
+    "Phone call",
+    "Office – Room 4B",
+];
+
+/// Appointment states: (`status`, `appointmentStatus`).
+pub(super) const APPOINTMENT_STATUSES: &[(&str, &str)] = &[
+    ("booked", "new"),
+    ("confirmed", "confirmed"),
+    ("cancelled", "cancelled"),
+    ("showed", "showed"),
+    ("noshow", "noshow"),
+    ("invalid", "invalid"),
+];
+
+/// Business names.
+pub(super) const BUSINESS_NAMES: &[&str] = &[
+    "Microsoft",
+    "Acme Corp",
+    "Globex Corporation",
+    "Café Müller GmbH",
+    "株式会社サンプル",
+    "O'Reilly & Sons",
+    "Pizza 🍕 Palace",
+    "Northwind Traders",
+    "Contoso Ltd",
+    "\"Quoted\" Holdings",
+    "Żabka Sp. z o.o.",
+    "Blue Sky Dental",
+];
+
+/// Business descriptions.
+pub(super) const BUSINESS_DESCRIPTIONS: &[&str] = &[
+    "Software and cloud services",
+    "Family-run bakery since 1962 🥐",
+    "Regional distributor of office supplies",
+    "Dental clinic with three locations",
+    "Import & export <wholesale>",
 ];
