@@ -6,10 +6,14 @@
 //! or it was skipped because another run of the same location holds its lock).
 
 use crate::config::{Config, LocationConfig, ProcessEnv, Strategy, UpstreamConfig};
+use crate::daemon::{Job, Schedule, StreamOptions, run_daemon, run_job};
 use crate::model::{Outcome, iso_from_ms, ms_from_iso, now_ms};
 use crate::sandbox::{LocationSeed, RateLimits, Sandbox, SandboxConfig};
 use crate::store::{QueryResult, Store};
-use crate::sync::{ListStrategy, Observer, SyncEvent, SyncOptions, SyncReport, sync_contacts};
+use crate::sync::{
+    BusinessOptions, ListStrategy, Observer, SubOptions, SyncEvent, SyncOptions, SyncReport,
+    sync_contacts,
+};
 use crate::upstream::{Client, ClientSettings};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -43,8 +47,11 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run one sync of every configured location, then exit.
+    /// Run one sync of every configured location (contacts, then sub-resources, then
+    /// businesses), then exit.
     Sync(SyncArgs),
+    /// Keep every location fresh on the cron schedules in the config, until SIGINT/SIGTERM.
+    Daemon,
     /// Show each location's and stream's last run, counts, watermark, quota and staleness.
     Status,
     /// Run the simulated HighLevel API on 127.0.0.1 until Ctrl-C.
@@ -64,6 +71,16 @@ pub struct SyncArgs {
     /// Only this location id (repeatable). Default: all configured locations.
     #[arg(long = "location")]
     pub locations: Vec<String>,
+    /// Only this stream (repeatable). Default: every stream the config turns on.
+    #[arg(long = "stream", value_enum)]
+    pub streams: Vec<StreamArg>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamArg {
+    Contacts,
+    Subresources,
+    Businesses,
 }
 
 #[derive(Args, Debug)]
@@ -132,6 +149,10 @@ async fn run_async(cli: Cli) -> Result<ExitCode> {
             let config = load_config(&cli)?;
             run_sync(&config, a).await
         }
+        Command::Daemon => {
+            let config = load_config(&cli)?;
+            run_daemon_cmd(&config).await
+        }
         Command::Status => {
             let config = load_config(&cli)?;
             run_status(&config).await
@@ -165,6 +186,29 @@ pub fn sync_options(config: &Config, force_full: bool) -> SyncOptions {
         max_in_flight: config.upstream.max_in_flight,
         force_full,
         max_tombstone_share: config.sync.max_tombstone_share,
+    }
+}
+
+/// Every stream's options from the config.
+pub fn stream_options(config: &Config, force_full: bool) -> StreamOptions {
+    let b = &config.budget;
+    StreamOptions {
+        contacts: sync_options(config, force_full),
+        subs: SubOptions {
+            kinds: config.subresources.kinds.clone(),
+            run_requests: b.run_requests,
+            daily_share: b.daily_share,
+            refresh_after: config.subresources.refresh_after,
+            bulk_tasks: config.subresources.bulk_tasks,
+            bulk_page_limit: config.subresources.bulk_page_limit,
+            max_in_flight: config.upstream.max_in_flight,
+            max_tombstone_share: config.sync.max_tombstone_share,
+        },
+        businesses: config.businesses.enabled.then_some(BusinessOptions {
+            page_limit: config.businesses.page_limit,
+            run_requests: b.run_requests,
+            daily_share: b.daily_share,
+        }),
     }
 }
 
@@ -245,10 +289,23 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
     for l in &locations {
         store.ensure_location(&l.id, l.name.as_deref())?;
     }
-    let mut opts = sync_options(config, args.full);
+    let mut opts = stream_options(config, args.full);
     if args.allow_mass_delete {
-        opts.max_tombstone_share = 1.0;
+        opts.contacts.max_tombstone_share = 1.0;
+        opts.subs.max_tombstone_share = 1.0;
     }
+    let wants = |s: StreamArg| args.streams.is_empty() || args.streams.contains(&s);
+    if !wants(StreamArg::Subresources) {
+        opts.subs.kinds.clear();
+    }
+    if !wants(StreamArg::Businesses) {
+        opts.businesses = None;
+    }
+    let job = if wants(StreamArg::Contacts) {
+        Job::All
+    } else {
+        Job::Subresources
+    };
     let stop = stop_on_signals();
     let progress = ProgressUi::new(std::io::stderr().is_terminal());
     let mut runs = Vec::new();
@@ -261,18 +318,77 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
             progress.observer(),
         );
         runs.push(tokio::spawn(async move {
-            sync_contacts(&store, &client, &opts, stop, Some(obs)).await
+            let mut opts = opts;
+            // Contacts report progress; the other streams print their summary at the end.
+            let mut reports = Vec::new();
+            if job == Job::All {
+                let c =
+                    sync_contacts(&store, &client, &opts.contacts, stop.clone(), Some(obs)).await;
+                reports.push(c);
+            }
+            opts.contacts.force_full = false;
+            reports.extend(run_job(&store, &client, Job::Subresources, &opts, &stop).await);
+            reports.extend(run_job(&store, &client, Job::Businesses, &opts, &stop).await);
+            reports
         }));
     }
     let mut reports = Vec::new();
     for r in runs {
-        reports.push(r.await.context("a sync task panicked")?);
+        reports.extend(r.await.context("a sync task panicked")?);
     }
     progress.finish();
     for r in &reports {
         println!("{}", summary_line(r));
     }
     Ok(exit_code(&reports))
+}
+
+async fn run_daemon_cmd(config: &Config) -> Result<ExitCode> {
+    if config.locations.is_empty() {
+        bail!(
+            "no location configured: add a [[locations]] block to the config file (see config.example.toml), \
+             or set GHL_LOCATION_ID and GHL_TOKEN"
+        );
+    }
+    let store = open_store(&config.database)?;
+    let mut clients = Vec::new();
+    for l in &config.locations {
+        store.ensure_location(&l.id, l.name.as_deref())?;
+        clients.push(client_for(&config.upstream, l)?);
+    }
+    let sc = &config.schedule;
+    let schedule = Schedule {
+        contacts: sc.contacts.clone(),
+        subresources: sc.subresources.clone(),
+        businesses: sc.businesses.clone(),
+        reconcile: sc.reconcile.clone(),
+        run_at_start: sc.run_at_start,
+    };
+    eprintln!(
+        "ghl-mirror daemon: {} location(s) into {}; schedules: contacts {:?}, subresources {:?}, businesses {:?}, reconcile {:?}; SIGINT/SIGTERM stops it",
+        config.locations.len(),
+        config.database.display(),
+        schedule.contacts.as_deref().unwrap_or("off"),
+        schedule.subresources.as_deref().unwrap_or("off"),
+        schedule.businesses.as_deref().unwrap_or("off"),
+        schedule.reconcile.as_deref().unwrap_or("off"),
+    );
+    let stop = stop_on_signals();
+    let on_report: crate::daemon::OnReport = Arc::new(|r: &SyncReport| {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{}", summary_line(r)).and_then(|()| out.flush());
+    });
+    run_daemon(
+        store,
+        clients,
+        stream_options(config, false),
+        &schedule,
+        stop,
+        on_report,
+    )
+    .await?;
+    eprintln!("ghl-mirror daemon: stopped; every run in flight committed what it had");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// 1 if any location failed, else 3 if any stopped early or was skipped, else 0.
@@ -390,68 +506,131 @@ async fn run_status(config: &Config) -> Result<ExitCode> {
         println!("{}: no locations synced yet", config.database.display());
     }
     let now = now_ms();
-    for s in rows {
-        let name = s
+    let mut by_location: Vec<(String, Vec<crate::store::StreamStatus>)> = Vec::new();
+    for r in rows {
+        match by_location.last_mut() {
+            Some((id, list)) if *id == r.location_id => list.push(r),
+            _ => by_location.push((r.location_id.clone(), vec![r])),
+        }
+    }
+    let age = |iso: &str| -> Option<String> {
+        let t = ms_from_iso(iso)?;
+        Some(
+            humantime::format_duration(Duration::from_secs(((now - t).max(0) / 1000) as u64))
+                .to_string(),
+        )
+    };
+    for (location, streams) in by_location {
+        let first = &streams[0];
+        let name = first
             .location_name
+            .as_ref()
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
-        println!("location {}{} / {}", s.location_id, name, s.stream);
-        println!(
-            "  contacts:       {} live, {} tombstoned",
-            s.live, s.tombstoned
-        );
-        println!(
-            "  watermark:      {}",
-            s.watermark_ms
-                .map_or("none (no sweep completed)".into(), iso_from_ms)
-        );
-        if let Some(sw) = &s.sweep_in_progress {
-            println!("  in progress:    {sw} (the next run continues it)");
-        }
-        match &s.last_run {
-            Some(r) => {
-                println!(
-                    "  last run:       #{} {} {} started {} ({} pages, {} received, {} new, {} updated, {} tombstoned, {} requests)",
-                    r.id,
-                    r.mode,
-                    r.outcome,
-                    r.started_at,
-                    r.pages,
-                    r.received,
-                    r.inserted,
-                    r.updated,
-                    r.tombstoned,
-                    r.requests
-                );
-                if let Some(e) = &r.error {
-                    println!("  last error:     {e}");
-                }
-            }
-            None => println!("  last run:       none"),
-        }
-        let staleness = s
-            .last_success_end
-            .as_deref()
-            .and_then(ms_from_iso)
-            .map(|t| {
-                humantime::format_duration(Duration::from_secs(((now - t).max(0) / 1000) as u64))
-                    .to_string()
-            });
-        println!(
-            "  last success:   {}",
-            match (&s.last_success_end, staleness) {
-                (Some(t), Some(age)) => format!("{t} ({age} ago)"),
-                _ => "never".into(),
-            }
-        );
+        println!("location {location}{name}: {}", health(&streams));
         println!(
             "  requests today: {} (daily quota left: {})",
-            s.requests_today,
-            s.daily_remaining
+            first.requests_today,
+            first
+                .daily_remaining
                 .map_or("unknown".into(), |d| d.to_string())
         );
+        let h = store.holdings(&location)?;
+        for s in &streams {
+            if s.last_run.is_none() && s.watermark_ms.is_none() && s.stream != "contacts" {
+                continue;
+            }
+            println!("  {}:", s.stream);
+            match s.stream.as_str() {
+                "contacts" => {
+                    println!(
+                        "    mirrored:       {} live, {} tombstoned",
+                        s.live, s.tombstoned
+                    );
+                    println!(
+                        "    watermark:      {}",
+                        s.watermark_ms
+                            .map_or("none (no sweep completed)".into(), iso_from_ms)
+                    );
+                    if let Some(sw) = &s.sweep_in_progress {
+                        println!("    in progress:    {sw} (the next run continues it)");
+                    }
+                }
+                "subresources" => {
+                    println!(
+                        "    mirrored:       {} tasks, {} notes, {} appointments",
+                        h.tasks, h.notes, h.appointments
+                    );
+                    for (kind, due, oldest) in &h.freshness {
+                        println!(
+                            "    {:<15} {due} contacts due, oldest fetch {}",
+                            format!("{}:", kind.as_str()),
+                            oldest.as_deref().map_or("never".into(), |t| format!(
+                                "{t} ({} ago)",
+                                age(t).unwrap_or_default()
+                            ))
+                        );
+                    }
+                }
+                _ => println!(
+                    "    mirrored:       {} businesses, {} business-contact links",
+                    h.businesses, h.business_links
+                ),
+            }
+            match &s.last_run {
+                Some(r) => {
+                    println!(
+                        "    last run:       #{} {} {} started {} ({} pages, {} received, {} new, {} updated, {} tombstoned, {} requests)",
+                        r.id,
+                        r.mode,
+                        r.outcome,
+                        r.started_at,
+                        r.pages,
+                        r.received,
+                        r.inserted,
+                        r.updated,
+                        r.tombstoned,
+                        r.requests
+                    );
+                    if let Some(e) = &r.error {
+                        println!("    last error:     {e}");
+                    }
+                }
+                None => println!("    last run:       none"),
+            }
+            println!(
+                "    last success:   {}",
+                match s.last_success_end.as_deref() {
+                    Some(t) => format!("{t} ({} ago)", age(t).unwrap_or_default()),
+                    None => "never".into(),
+                }
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A location's health from the last run of each stream: the worst of them, with its error.
+fn health(streams: &[crate::store::StreamStatus]) -> String {
+    let last = |outcome: &str| {
+        streams.iter().find_map(|s| {
+            s.last_run
+                .as_ref()
+                .filter(|r| r.outcome == outcome)
+                .map(|r| (s.stream.as_str(), r.error.clone().unwrap_or_default()))
+        })
+    };
+    if let Some((stream, e)) = last("failed") {
+        format!("FAILING ({stream}: {e})")
+    } else if let Some((stream, _)) = last("interrupted") {
+        format!("behind ({stream} run was interrupted; the next run resumes it)")
+    } else if let Some((stream, e)) = last("partial") {
+        format!("behind ({stream}: {e})")
+    } else if streams.iter().all(|s| s.last_run.is_none()) {
+        "never synced".into()
+    } else {
+        "ok".into()
+    }
 }
 
 /// Sandbox settings for `n` locations with predictable ids and tokens.

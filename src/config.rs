@@ -690,6 +690,33 @@ mod tests {
         assert!(e.to_string().contains("sync.lookback"), "{e}");
         let e = Config::from_toml("[sync]\npage_limt = 9\n", &env(&[])).unwrap_err();
         assert!(e.to_string().contains("page_limt"), "{e}");
+        let e =
+            Config::from_toml("[schedule]\ncontacts = \"*/5 * * * *\"\n", &env(&[])).unwrap_err();
+        assert!(
+            e.to_string().contains("schedule.contacts") && e.to_string().contains("seconds first"),
+            "{e}"
+        );
+        let e = Config::from_toml(
+            "[subresources]\nkinds = [\"tasks\", \"emails\"]\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("subresources.kinds") && e.to_string().contains("\"emails\""),
+            "{e}"
+        );
+        let e = Config::from_toml("[budget]\ndaily_share = 1.5\n", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("budget.daily_share"), "{e}");
+        let e = Config::from_toml("[budget]\nrun_requests = 0\n", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("budget.run_requests"), "{e}");
+        let c = Config::from_toml(
+            "[schedule]\nreconcile = \"\"\n[subresources]\nkinds = []\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.schedule.reconcile, None);
+        assert!(c.subresources.kinds.is_empty());
+        assert_eq!(c.schedule.contacts.as_deref(), Some("0 */5 * * * *"));
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //!   HighLevel's JSON.
 //! - `store`    SQLite: open + migrate (`migrations/`), page commits with their cursor,
 //!   tombstones, run history, read queries.
-//! - `sync`     the engine: plans full / incremental / legacy sweeps, walks search from both
-//!   ends, commits page by page, reconciles deletes.
+//! - `sync`     the engines: contacts (plans full / incremental / legacy sweeps, walks search from
+//!   both ends, commits page by page, reconciles deletes), sub-resources (tasks, notes,
+//!   appointments within a request budget) and businesses.
+//! - `daemon`   jobs (which streams a run covers) and the cron scheduler that runs them.
 //! - `sandbox`  a simulated HighLevel API on loopback for the demo, tests and benchmarks.
 //! - `cli`      clap commands; the composition root that wires the parts together.
 //!
@@ -26,6 +28,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod model;
 pub mod sandbox;
 pub mod store;

@@ -16,7 +16,7 @@ use std::time::Duration;
 mod lock;
 mod records;
 pub use lock::StreamLock;
-pub use records::{ContactList, Due, RecordCounts};
+pub use records::{ContactList, Due, Holdings, RecordCounts};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -458,17 +458,21 @@ impl Store {
         let today = iso_from_ms(now_ms())[..10].to_string();
         self.read(|c| {
             let mut st = c.prepare(
-                "SELECT l.id, l.name, s.stream, s.watermark_ms, s.cursor,
+                "SELECT l.id, l.name, k.stream, s.watermark_ms, s.cursor,
                    (SELECT COUNT(*) FROM contacts WHERE location_id = l.id AND deleted_at IS NULL),
                    (SELECT COUNT(*) FROM contacts WHERE location_id = l.id AND deleted_at IS NOT NULL),
                    (SELECT MAX(ended_at) FROM sync_runs r WHERE r.location_id = l.id
-                      AND r.stream = s.stream AND r.outcome = 'success'),
+                      AND r.stream = k.stream AND r.outcome = 'success'),
                    (SELECT COALESCE(SUM(requests), 0) FROM sync_runs r WHERE r.location_id = l.id
                       AND substr(r.started_at, 1, 10) = ?1),
                    (SELECT daily_remaining FROM sync_runs r WHERE r.location_id = l.id
                       AND daily_remaining IS NOT NULL ORDER BY id DESC LIMIT 1)
-                 FROM locations l LEFT JOIN sync_state s ON s.location_id = l.id
-                 ORDER BY l.id, s.stream",
+                 FROM locations l
+                 LEFT JOIN (SELECT location_id, stream FROM sync_state
+                            UNION SELECT location_id, stream FROM sync_runs) k
+                   ON k.location_id = l.id
+                 LEFT JOIN sync_state s ON s.location_id = l.id AND s.stream = k.stream
+                 ORDER BY l.id, k.stream = 'businesses', k.stream",
             )?;
             let rows = st
                 .query_map([&today], |r| {

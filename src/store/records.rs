@@ -522,6 +522,58 @@ impl Store {
     }
 }
 
+/// What a location holds besides contacts, and how fresh its sub-resources are.
+#[derive(Clone, Debug, Default)]
+pub struct Holdings {
+    pub tasks: u64,
+    pub notes: u64,
+    pub appointments: u64,
+    pub businesses: u64,
+    pub business_links: u64,
+    /// Per kind: (kind, live contacts whose list is due: never fetched or contact changed since,
+    /// oldest fetch time).
+    pub freshness: Vec<(SubKind, u64, Option<String>)>,
+}
+
+impl Store {
+    pub fn holdings(&self, location: &str) -> Result<Holdings, StoreError> {
+        self.read(|c| {
+            let count = |sql: &str| -> rusqlite::Result<u64> {
+                c.query_row(sql, [location], |r| r.get::<_, i64>(0)).map(|n| n as u64)
+            };
+            let mut h = Holdings {
+                tasks: count("SELECT COUNT(*) FROM tasks WHERE location_id = ?1 AND deleted_at IS NULL")?,
+                notes: count("SELECT COUNT(*) FROM notes WHERE location_id = ?1 AND deleted_at IS NULL")?,
+                appointments: count(
+                    "SELECT COUNT(*) FROM appointments WHERE location_id = ?1 AND deleted_at IS NULL",
+                )?,
+                businesses: count(
+                    "SELECT COUNT(*) FROM businesses WHERE location_id = ?1 AND deleted_at IS NULL",
+                )?,
+                business_links: count("SELECT COUNT(*) FROM business_contacts WHERE location_id = ?1")?,
+                freshness: Vec::new(),
+            };
+            let mut st = c.prepare(
+                "SELECT SUM(tasks_due), SUM(notes_due), SUM(appointments_due),
+                   MIN(tasks_fetched_at), MIN(notes_fetched_at), MIN(appointments_fetched_at)
+                 FROM contact_freshness WHERE location_id = ?1",
+            )?;
+            let row = st.query_row([location], |r| {
+                Ok([
+                    (SubKind::Tasks, r.get::<_, Option<i64>>(0)?, r.get(3)?),
+                    (SubKind::Notes, r.get(1)?, r.get(4)?),
+                    (SubKind::Appointments, r.get(2)?, r.get(5)?),
+                ])
+            })?;
+            h.freshness = row
+                .into_iter()
+                .map(|(k, due, oldest)| (k, due.unwrap_or(0) as u64, oldest))
+                .collect();
+            Ok(h)
+        })
+    }
+}
+
 fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Due> {
     let kind: String = r.get(1)?;
     Ok(Due {

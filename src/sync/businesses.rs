@@ -186,13 +186,11 @@ impl BusinessRun<'_> {
             UpstreamError::BudgetSpent { limit, .. } => Halt::Stopped(format!(
                 "request budget of {limit} spent (budget.run_requests / budget.daily_share); the next run continues with the businesses whose links are oldest"
             )),
-            e @ (UpstreamError::Unauthorized { .. } | UpstreamError::Forbidden { .. }) => {
-                Halt::Failed(SyncError::Scope {
-                    stream: "businesses",
-                    scope,
-                    source: e,
-                })
-            }
+            e if e.is_scope_refusal() => Halt::Failed(SyncError::Scope {
+                stream: "businesses",
+                scope,
+                source: e,
+            }),
             e => Halt::Failed(e.into()),
         }
     }

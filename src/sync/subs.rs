@@ -226,7 +226,7 @@ impl SubRun<'_> {
                         "during the location-wide task pass; the next run continues it",
                     )));
                 }
-                Err(e @ (UpstreamError::Unauthorized { .. } | UpstreamError::Forbidden { .. })) => {
+                Err(e) if e.is_scope_refusal() => {
                     tracing::info!(
                         location = %self.location,
                         error = %e,

@@ -121,6 +121,28 @@ impl UpstreamError {
         )
     }
 
+    /// A 401/403 that is about what the token may do (a missing scope), not about the token
+    /// itself being invalid, expired or revoked. Endpoints that need an optional scope fall back
+    /// on this; an invalid token must fail the run instead.
+    pub fn is_scope_refusal(&self) -> bool {
+        match self {
+            UpstreamError::Unauthorized { message, .. }
+            | UpstreamError::Forbidden { message, .. } => {
+                let m = message.to_ascii_lowercase();
+                ![
+                    "invalid token",
+                    "invalid jwt",
+                    "expired",
+                    "access token is invalid",
+                ]
+                .iter()
+                .any(|p| m.contains(p))
+                    && !m.contains("access to this location")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the location cannot sync until a person changes something (token, config).
     pub fn needs_attention(&self) -> bool {
         match self {
@@ -649,4 +671,50 @@ fn records(
         endpoint,
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_scope_is_told_apart_from_a_bad_token() {
+        let unauthorized = |m: &str| UpstreamError::Unauthorized {
+            endpoint: "x",
+            location: "l".into(),
+            message: m.into(),
+        };
+        assert!(unauthorized("The token is not authorized for this scope.").is_scope_refusal());
+        assert!(!unauthorized("Invalid token: access token is invalid").is_scope_refusal());
+        assert!(!unauthorized("Invalid JWT").is_scope_refusal());
+        let forbidden = UpstreamError::Forbidden {
+            endpoint: "x",
+            location: "l".into(),
+            message: "The token does not have access to this location.".into(),
+        };
+        assert!(!forbidden.is_scope_refusal());
+    }
+
+    #[test]
+    fn a_budget_hands_out_exactly_its_requests() {
+        let b = Budget::new(3, 1.0);
+        assert!(b.try_take() && b.try_take() && b.try_take());
+        assert!(!b.try_take());
+        assert_eq!(b.used(), 3);
+        assert!(b.spent());
+    }
+
+    #[test]
+    fn the_first_daily_figure_caps_a_budget_at_its_share() {
+        let b = Budget::new(1_000, 0.1);
+        assert!(b.try_take());
+        // 499 left after this run's first request: 500 at the start, 10% of it is 50.
+        b.observe_daily(499);
+        assert_eq!(b.limit(), 50);
+        b.observe_daily(10);
+        assert_eq!(b.limit(), 50, "only the first figure counts");
+        let small = Budget::new(20, 0.5);
+        small.observe_daily(1_000_000);
+        assert_eq!(small.limit(), 20, "the run budget still applies");
+    }
 }

@@ -397,6 +397,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn records_keep_raw_json_and_reject_items_without_an_id() {
+        let body =
+            br#"{"events":[{"id":"e1","contactId":"c1","x":[1]},{"id":"e2"}],"traceId":"t"}"#;
+        let page = parse_records(body, "events").unwrap();
+        assert_eq!(page.records.len(), 2);
+        assert_eq!(page.records[0].contact_id.as_deref(), Some("c1"));
+        assert_eq!(
+            page.records[0].raw,
+            r#"{"id":"e1","contactId":"c1","x":[1]}"#
+        );
+        assert_eq!(page.records[1].contact_id, None);
+        assert_eq!(page.count, None);
+        let page = parse_records(br#"{"contacts":[],"count":7}"#, "contacts").unwrap();
+        assert_eq!(page.count, Some(7));
+        for bad in [
+            &br#"{"notes":[{"id":""}]}"#[..],
+            br#"{"notes":[{"body":"x"}]}"#,
+            br#"{"notes":[5]}"#,
+        ] {
+            assert!(matches!(
+                parse_records(bad, "notes"),
+                Err(WireError::BadRecord {
+                    key: "notes",
+                    index: 0
+                })
+            ));
+        }
+        assert!(matches!(
+            parse_records(br#"{"tasks":[]}"#, "notes"),
+            Err(WireError::Envelope(_))
+        ));
+        assert!(matches!(
+            parse_records(br#"{"notes":{}}"#, "notes"),
+            Err(WireError::Envelope(_))
+        ));
+        assert!(matches!(
+            parse_records(b"<html>", "notes"),
+            Err(WireError::Envelope(_))
+        ));
+    }
+
+    #[test]
     fn a_page_keeps_unknown_fields_in_raw_and_tolerates_odd_types() {
         let body = br#"{"contacts":[{"id":"c1","firstName":"Jos\u00e9","email":null,"dnd":"yes",
             "tags":["a",5],"customFields":[{"id":"f1","value":"x"},{"id":"f2","value":3}],

@@ -17,10 +17,15 @@ fn bin() -> Command {
     c
 }
 
+/// Config lines that turn off every stream but contacts.
+const CONTACTS_ONLY: &str = "[subresources]\nkinds = []\n[businesses]\nenabled = false\n";
+
+/// A config for the kit's sandbox (no client-side rate limit: the sandbox sets the pace).
 fn write_config(dir: &Path, base_url: &str, extra: &str) -> std::path::PathBuf {
     let p = dir.join("config.toml");
     let text = format!(
-        "[database]\npath = {:?}\n[upstream]\nbase_url = {base_url:?}\n{extra}\n[[locations]]\nid = \"{LOC}\"\ntoken_env = \"TEST_TOKEN\"\n",
+        "[database]\npath = {:?}\n[upstream]\nbase_url = {base_url:?}\n\
+         [upstream.rate_limit]\nburst_max = 10000\nsafety_margin = \"0ms\"\n{extra}\n[[locations]]\nid = \"{LOC}\"\ntoken_env = \"TEST_TOKEN\"\n",
         dir.join("mirror.db").display().to_string()
     );
     std::fs::write(&p, text).unwrap();
@@ -45,10 +50,15 @@ async fn ghl(config: &Path, command: &str, token: &str) -> Output {
 
 /// Starts `ghl-mirror --config <config> sync` in the background, output discarded.
 fn spawn_sync(config: &Path) -> std::process::Child {
+    spawn(config, "sync")
+}
+
+/// Starts `ghl-mirror --config <config> <command>` in the background, output discarded.
+fn spawn(config: &Path, command: &str) -> std::process::Child {
     let mut c = bin();
     c.arg("--config")
         .arg(config)
-        .arg("sync")
+        .arg(command)
         .env("TEST_TOKEN", TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -119,9 +129,18 @@ async fn sync_prints_one_summary_line_and_status_reports_the_location() {
     let out = ghl(&cfg, "sync", TOKEN).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "one line per stream: {stdout}");
     assert!(
-        stdout.starts_with(&format!("{LOC}: full sync success")),
+        lines[0].starts_with(&format!("{LOC}: full sync success")),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{LOC}: subresources sync success")),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("{LOC}: businesses sync success")),
         "{stdout}"
     );
     assert!(stdout.contains("800 received (800 new"), "{stdout}");
@@ -130,9 +149,11 @@ async fn sync_prints_one_summary_line_and_status_reports_the_location() {
     let out = ghl(&cfg, "status", TOKEN).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s = text(&out.stdout);
-    assert!(s.contains(&format!("location {LOC} / contacts")), "{s}");
+    assert!(s.contains(&format!("location {LOC}: ok")), "{s}");
     assert!(s.contains("800 live, 0 tombstoned"), "{s}");
     assert!(s.contains("last run:       #1 full success"), "{s}");
+    assert!(s.contains("tasks:          0 contacts due"), "{s}");
+    assert!(s.contains("businesses, "), "{s}");
     assert!(s.contains("requests today: "), "{s}");
 }
 
@@ -157,7 +178,7 @@ async fn a_sync_killed_at_any_moment_converges_on_rerun_with_no_loss_or_duplicat
     let config = write_config(
         k.dir.path(),
         &k.sandbox.base_url(),
-        "[sync]\npage_limit = 200\n",
+        &format!("[sync]\npage_limit = 200\n{CONTACTS_ONLY}"),
     );
     for kill_after_ms in [150u64, 400, 700] {
         let mut child = spawn_sync(&config);
@@ -201,7 +222,7 @@ async fn a_run_while_another_process_syncs_the_location_is_skipped_and_a_killed_
     let config = write_config(
         k.dir.path(),
         &k.sandbox.base_url(),
-        "[sync]\npage_limit = 200\n",
+        &format!("[sync]\npage_limit = 200\n{CONTACTS_ONLY}"),
     );
     let mut child = spawn_sync(&config);
     // The child records its run right after taking the lock.
@@ -228,4 +249,77 @@ async fn a_run_while_another_process_syncs_the_location_is_skipped_and_a_killed_
         .unwrap();
     assert_success(&k.sync(&k.client(), &opts()).await);
     k.assert_mirrors(LOC);
+}
+
+#[tokio::test]
+async fn the_daemon_refuses_an_overlapping_sync_and_sigterm_stops_it_without_loss() {
+    let mut cfg = SandboxConfig::new(12, seeds(&[400]));
+    cfg.latency = Duration::from_millis(15);
+    let k = kit_with(cfg).await;
+    let config = write_config(
+        k.dir.path(),
+        &k.sandbox.base_url(),
+        "[schedule]\ncontacts = \"*/2 * * * * *\"\nsubresources = \"*/3 * * * * *\"\n\
+         businesses = \"\"\nreconcile = \"\"\n[subresources]\nbulk_tasks = false\n",
+    );
+    let mut daemon = spawn(&config, "daemon");
+    let fetched = || k.count("SELECT COUNT(*) FROM contact_fetches");
+    let t = std::time::Instant::now();
+    while fetched() < 100 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the daemon did not start syncing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A sync started from system cron while the daemon's run is going is refused cleanly.
+    let mut c = bin();
+    c.arg("--config")
+        .arg(&config)
+        .args(["sync", "--stream", "subresources"])
+        .env("TEST_TOKEN", TOKEN);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("another ghl-mirror run is syncing the subresources"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let pid = daemon.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || daemon.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        k.count("SELECT COUNT(*) FROM sync_runs WHERE outcome = 'running'"),
+        0
+    );
+    assert!(
+        k.count(
+            "SELECT COUNT(*) FROM sync_runs WHERE stream = 'subresources' AND outcome = 'partial'"
+        ) >= 1
+    );
+    let committed = fetched();
+
+    // Nothing committed was lost; the next run finishes the job.
+    let out = ghl(&config, "sync", TOKEN).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(fetched() >= committed);
+    k.assert_mirrors(LOC);
+    k.assert_subs_mirror(LOC);
 }

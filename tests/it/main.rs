@@ -5,4 +5,5 @@
 mod cli;
 mod errors;
 mod kit;
+mod subs;
 mod sync;

@@ -1,0 +1,415 @@
+//! Tasks, notes, appointments and businesses: exact replacement, budgets, resumption, the bulk
+//! task path and its fallback, business links, overlapping runs, and one location failing while
+//! another completes.
+
+use crate::kit::*;
+use ghl_mirror::daemon::{Job, StreamOptions, run_job};
+use ghl_mirror::model::{Outcome, Stream, SubKind};
+use ghl_mirror::sandbox::SandboxConfig;
+use ghl_mirror::sync::{BusinessOptions, SubOptions, SubState, sync_businesses, sync_subresources};
+use ghl_mirror::upstream::Client;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+fn sub_opts(bulk: bool) -> SubOptions {
+    SubOptions {
+        bulk_tasks: bulk,
+        run_requests: 1_000_000,
+        daily_share: 1.0,
+        ..SubOptions::default()
+    }
+}
+
+fn stop() -> ghl_mirror::sync::StopSignal {
+    tokio::sync::watch::channel(false).1
+}
+
+impl Kit {
+    async fn subs(&self, client: &Client, o: &SubOptions) -> ghl_mirror::sync::SyncReport {
+        sync_subresources(&self.store, client, o, stop()).await
+    }
+
+    /// Live items of `kind` in the mirror, per contact, sorted by id.
+    pub fn mirrored(&self, location: &str, kind: SubKind) -> BTreeMap<String, Vec<Value>> {
+        let sql = format!(
+            "SELECT contact_id, raw FROM {} WHERE location_id = '{location}' AND deleted_at IS NULL ORDER BY id",
+            kind.as_str()
+        );
+        let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for row in self.store.query(&sql, usize::MAX).unwrap().rows {
+            let raw: Value = serde_json::from_str(row[1].as_deref().unwrap()).unwrap();
+            out.entry(row[0].clone().unwrap()).or_default().push(raw);
+        }
+        out
+    }
+
+    /// The sandbox's items of `kind`, per live contact that has any, sorted by id.
+    pub fn upstream(&self, location: &str, kind: SubKind) -> BTreeMap<String, Vec<Value>> {
+        let mut out = BTreeMap::new();
+        for id in self.sandbox.live_contact_ids(location) {
+            let mut items = match kind {
+                SubKind::Tasks => self.sandbox.tasks_json(location, &id),
+                SubKind::Notes => self.sandbox.notes_json(location, &id),
+                SubKind::Appointments => self.sandbox.appointments_json(location, &id),
+            }
+            .unwrap();
+            if !items.is_empty() {
+                items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+                out.insert(id, items);
+            }
+        }
+        out
+    }
+
+    /// Every live contact's tasks, notes and appointments are mirrored exactly, field by field.
+    pub fn assert_subs_mirror(&self, location: &str) {
+        for kind in SubKind::ALL {
+            let (local, up) = (self.mirrored(location, kind), self.upstream(location, kind));
+            assert_eq!(local.len(), up.len(), "{kind:?}: contacts with items");
+            assert_eq!(local, up, "{kind:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn lists_are_replaced_exactly_through_adds_edits_and_removals() {
+    let k = kit(300).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    let first = k.subs(&client, &sub_opts(false)).await;
+    assert_success(&first);
+    assert_eq!(
+        first.progress.requests, 900,
+        "one request per contact and kind"
+    );
+    k.assert_subs_mirror(LOC);
+    let n = k.count("SELECT COUNT(*) FROM tasks") + k.count("SELECT COUNT(*) FROM notes");
+    assert!(
+        n > 600,
+        "the sandbox generates about 5 tasks and notes per contact: {n}"
+    );
+
+    let churn = k.sandbox.churn_subresources(LOC, 0.2, true);
+    assert!(churn.contacts.len() >= 50, "{churn:?}");
+    assert!(churn.tasks_deleted + churn.notes_deleted + churn.appointments_deleted > 0);
+    assert!(churn.tasks_edited + churn.notes_edited + churn.appointments_edited > 0);
+    assert!(churn.tasks_added + churn.notes_added + churn.appointments_added > 0);
+    assert_success(&k.sync(&client, &opts()).await);
+    let second = k.subs(&client, &sub_opts(false)).await;
+    assert_success(&second);
+    assert_eq!(
+        second.progress.requests,
+        3 * churn.contacts.len() as u64,
+        "only the contacts whose dateUpdated moved are refetched"
+    );
+    assert!(second.progress.tombstoned > 0 && second.progress.updated > 0);
+    k.assert_subs_mirror(LOC);
+    let fresh = k.count(&format!(
+        "SELECT COUNT(*) FROM contact_freshness WHERE location_id = '{LOC}'
+           AND tasks_due = 0 AND notes_due = 0 AND appointments_due = 0
+           AND tasks_fetched_at IS NOT NULL"
+    ));
+    assert_eq!(fresh, 300, "staleness is queryable and nothing is due");
+}
+
+#[tokio::test]
+async fn the_budget_is_respected_to_the_request_and_the_next_run_continues() {
+    let k = kit(200).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    let before = k.sandbox.stats(LOC).requests;
+    let o = SubOptions {
+        run_requests: 137,
+        ..sub_opts(false)
+    };
+    let r = k.subs(&client, &o).await;
+    assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
+    assert!(
+        r.error.as_deref().unwrap().contains("budget of 137"),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(r.progress.requests, 137);
+    assert_eq!(
+        k.sandbox.stats(LOC).requests - before,
+        137,
+        "upstream saw exactly the budget"
+    );
+    assert_eq!(r.progress.pages, 137, "every fetched list was committed");
+
+    let mut total = 137;
+    let mut runs = 1;
+    loop {
+        let r = k.subs(&client, &o).await;
+        total += r.progress.requests;
+        runs += 1;
+        assert!(r.progress.requests <= 137);
+        if r.outcome == Outcome::Success {
+            break;
+        }
+        assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
+        assert!(runs < 10);
+    }
+    assert_eq!(total, 600, "no list was fetched twice across runs");
+    k.assert_subs_mirror(LOC);
+}
+
+#[tokio::test]
+async fn the_daily_share_caps_a_run() {
+    let k = kit(100).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    k.sandbox.set_daily_remaining(LOC, 1_000);
+    let o = SubOptions {
+        daily_share: 0.05,
+        ..sub_opts(false)
+    };
+    let r = k.subs(&client, &o).await;
+    assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
+    // 5% of the ~1000 left when the run started.
+    assert!(
+        (49..=51).contains(&r.progress.requests),
+        "{}",
+        r.progress.requests
+    );
+}
+
+#[tokio::test]
+async fn bulk_tasks_replace_per_contact_calls_and_fall_back_without_the_scope() {
+    let k = kit(400).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    let s0 = k.sandbox.stats(LOC);
+    let r = k.subs(&client, &sub_opts(true)).await;
+    assert_success(&r);
+    let s1 = k.sandbox.stats(LOC);
+    let tasks = k.sandbox.all_tasks_json(LOC).len();
+    assert_eq!(
+        s1.tasks_requests - s0.tasks_requests,
+        0,
+        "no per-contact task calls"
+    );
+    assert_eq!(
+        s1.task_search_requests - s0.task_search_requests,
+        tasks.div_ceil(100) as u64 + 1,
+        "one request per 100 tasks, plus the empty page that ends the pass"
+    );
+    assert_eq!(
+        r.progress.requests,
+        800 + s1.task_search_requests - s0.task_search_requests
+    );
+    k.assert_subs_mirror(LOC);
+
+    // Tasks change without the contact's dateUpdated moving: a later pass catches it.
+    let churn = k.sandbox.churn_subresources(LOC, 0.1, false);
+    assert!(!churn.contacts.is_empty());
+    let o = SubOptions {
+        refresh_after: std::time::Duration::ZERO,
+        kinds: vec![SubKind::Tasks],
+        ..sub_opts(true)
+    };
+    assert_success(&k.subs(&client, &o).await);
+    assert_eq!(
+        k.mirrored(LOC, SubKind::Tasks),
+        k.upstream(LOC, SubKind::Tasks)
+    );
+
+    // Without the scope: one refused search, then per-contact calls; the mirror stays exact.
+    k.sandbox.set_task_search_scope(LOC, false);
+    k.sandbox.churn_subresources(LOC, 0.1, true);
+    assert_success(&k.sync(&client, &opts()).await);
+    let s2 = k.sandbox.stats(LOC);
+    let o = SubOptions {
+        refresh_after: std::time::Duration::ZERO,
+        ..sub_opts(true)
+    };
+    let r = k.subs(&client, &o).await;
+    assert_success(&r);
+    let s3 = k.sandbox.stats(LOC);
+    assert_eq!(s3.task_search_requests - s2.task_search_requests, 1);
+    assert_eq!(
+        s3.tasks_requests - s2.tasks_requests,
+        400,
+        "rolling refresh per contact"
+    );
+    k.assert_subs_mirror(LOC);
+    let state: SubState = k
+        .store
+        .load_json_state(LOC, Stream::Subresources)
+        .unwrap()
+        .unwrap();
+    assert!(state.bulk_off_since_ms.is_some(), "{state:?}");
+    // The refusal is remembered: the next run does not ask again.
+    let s4 = k.sandbox.stats(LOC);
+    assert_success(&k.subs(&client, &sub_opts(true)).await);
+    assert_eq!(
+        k.sandbox.stats(LOC).task_search_requests,
+        s4.task_search_requests
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_pass_cut_by_the_budget_resumes_where_it_stopped() {
+    let mut cfg = SandboxConfig::new(21, seeds(&[1_000]));
+    cfg.subresources.notes = 0.0;
+    cfg.subresources.appointments = 0.0;
+    let k = kit_with(cfg).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    let o = SubOptions {
+        kinds: vec![SubKind::Tasks],
+        run_requests: 7,
+        ..sub_opts(true)
+    };
+    let r = k.subs(&client, &o).await;
+    assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
+    assert_eq!(r.progress.requests, 7);
+    let state: SubState = k
+        .store
+        .load_json_state(LOC, Stream::Subresources)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        state.task_pass.as_ref().map(|p| p.skip),
+        Some(700),
+        "{state:?}"
+    );
+    let mut runs = 0;
+    while k.subs(&client, &o).await.outcome != Outcome::Success {
+        runs += 1;
+        assert!(runs < 10);
+    }
+    let tasks = k.sandbox.all_tasks_json(LOC).len() as u64;
+    assert_eq!(
+        k.sandbox.stats(LOC).task_search_requests,
+        tasks.div_ceil(100) + 1,
+        "each page read once across runs"
+    );
+    assert_eq!(
+        k.mirrored(LOC, SubKind::Tasks),
+        k.upstream(LOC, SubKind::Tasks)
+    );
+}
+
+#[tokio::test]
+async fn business_links_follow_upstream() {
+    let k = kit(500).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    let b = BusinessOptions {
+        page_limit: 20,
+        ..BusinessOptions::default()
+    };
+    let r = sync_businesses(&k.store, &client, &b, stop()).await;
+    assert_success(&r);
+    let assert_links = || {
+        let businesses = k.sandbox.businesses_json(LOC);
+        assert!(!businesses.is_empty());
+        assert_eq!(
+            k.count(&format!(
+                "SELECT COUNT(*) FROM businesses WHERE location_id = '{LOC}' AND deleted_at IS NULL"
+            )),
+            businesses.len() as i64
+        );
+        for biz in businesses {
+            let id = biz["id"].as_str().unwrap();
+            let mut want = k.sandbox.business_contact_ids(LOC, id);
+            want.sort();
+            let got = k
+                .store
+                .query(
+                    &format!("SELECT contact_id FROM business_contacts WHERE location_id = '{LOC}' AND business_id = '{id}' ORDER BY contact_id"),
+                    usize::MAX,
+                )
+                .unwrap()
+                .rows
+                .into_iter()
+                .map(|r| r[0].clone().unwrap())
+                .collect::<Vec<_>>();
+            assert_eq!(got, want, "business {id}");
+            let raw: Value = serde_json::from_str(
+                &k.store
+                    .query(&format!("SELECT raw FROM businesses WHERE id = '{id}'"), 1)
+                    .unwrap()
+                    .rows[0][0]
+                    .clone()
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(raw, biz);
+        }
+    };
+    assert_links();
+    let ids = k.sandbox.live_contact_ids(LOC);
+    let businesses = k.sandbox.businesses_json(LOC);
+    let (b0, b1) = (
+        businesses[0]["id"].as_str().unwrap().to_string(),
+        businesses[1]["id"].as_str().unwrap().to_string(),
+    );
+    assert!(k.sandbox.set_contact_business(LOC, &ids[0], Some(&b0)));
+    assert!(k.sandbox.set_contact_business(LOC, &ids[1], Some(&b1)));
+    assert!(k.sandbox.set_contact_business(LOC, &ids[2], None));
+    assert_success(&sync_businesses(&k.store, &client, &b, stop()).await);
+    assert_links();
+}
+
+#[tokio::test]
+async fn overlapping_runs_of_a_stream_are_refused() {
+    let mut cfg = SandboxConfig::new(4, seeds(&[150]));
+    cfg.latency = std::time::Duration::from_millis(5);
+    let k = kit_with(cfg).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    let o = sub_opts(false);
+    let (a, b) = tokio::join!(k.subs(&client, &o), k.subs(&client, &o));
+    let mut outcomes = [a.outcome, b.outcome];
+    outcomes.sort_by_key(|o| o.as_str());
+    assert_eq!(outcomes, [Outcome::Skipped, Outcome::Success]);
+    let skipped = if a.outcome == Outcome::Skipped {
+        &a
+    } else {
+        &b
+    };
+    assert!(
+        skipped
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("syncing the subresources")
+    );
+    assert_eq!(skipped.progress.requests, 0);
+    k.assert_subs_mirror(LOC);
+}
+
+#[tokio::test]
+async fn a_revoked_token_fails_one_location_and_the_other_completes() {
+    let k = kit_with(SandboxConfig::new(3, seeds(&[120, 80]))).await;
+    let good = Client::new(k.settings(LOC, TOKEN)).unwrap();
+    let bad = Client::new(k.settings(LOC2, TOKEN2)).unwrap();
+    k.sandbox.revoke_token(LOC2);
+    let opts = StreamOptions {
+        contacts: opts(),
+        subs: sub_opts(true),
+        businesses: Some(BusinessOptions::default()),
+    };
+    let s = stop();
+    let (g, b) = tokio::join!(
+        run_job(&k.store, &good, Job::All, &opts, &s),
+        run_job(&k.store, &bad, Job::All, &opts, &s)
+    );
+    assert_eq!(g.len(), 3);
+    for r in &g {
+        assert_success(r);
+    }
+    assert!(b.iter().all(|r| r.outcome == Outcome::Failed), "{b:?}");
+    assert!(
+        b[0].error
+            .as_deref()
+            .unwrap()
+            .contains("rejected the token"),
+        "{:?}",
+        b[0].error
+    );
+    k.assert_mirrors(LOC);
+    k.assert_subs_mirror(LOC);
+}
