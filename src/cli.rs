@@ -12,7 +12,7 @@ use crate::sandbox::{LocationSeed, RateLimits, Sandbox, SandboxConfig};
 use crate::store::{QueryResult, Store};
 use crate::sync::{
     BusinessOptions, ListStrategy, Observer, SubOptions, SyncEvent, SyncOptions, SyncReport,
-    sync_contacts,
+    sync_businesses, sync_contacts, sync_subresources,
 };
 use crate::upstream::{Client, ClientSettings};
 use anyhow::{Context, Result, bail};
@@ -742,7 +742,25 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
             "MISMATCH"
         }
     );
-    println!("7. Example queries, answered locally with zero API requests:");
+    // Sub-resources cost one request per contact and kind; a small budget shows how a run
+    // spends it (most recently updated contacts first) and ends cleanly for the next to go on.
+    let subs_opts = SubOptions {
+        run_requests: DEMO_SUB_BUDGET,
+        bulk_tasks: false,
+        ..stream_options(&config, false).subs
+    };
+    let stop = tokio::sync::watch::channel(false).1;
+    let subs = sync_subresources(&store, &client, &subs_opts, stop.clone()).await;
+    println!(
+        "7. Tasks, notes, appointments with a budget of {DEMO_SUB_BUDGET} requests: {}",
+        summary_line(&subs)
+    );
+    let biz_opts = stream_options(&config, false)
+        .businesses
+        .unwrap_or_default();
+    let biz = sync_businesses(&store, &client, &biz_opts, stop).await;
+    println!("8. Businesses and their contacts: {}", summary_line(&biz));
+    println!("9. Example queries, answered locally with zero API requests:");
     for sql in DEMO_QUERIES {
         let t = Instant::now();
         let res = store.query(sql, 5)?;
@@ -753,9 +771,10 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
         print_table(&res, "   ");
     }
     sandbox.shutdown().await;
-    let ok = [&full, &incr, &recon]
+    let ok = [&full, &incr, &recon, &biz]
         .iter()
         .all(|r| r.outcome == Outcome::Success)
+        && subs.outcome != Outcome::Failed
         && live == upstream;
     Ok(if ok {
         ExitCode::SUCCESS
@@ -764,11 +783,17 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
     })
 }
 
+/// Requests the demo's sub-resource run may spend (about 15 s at HighLevel's limits).
+const DEMO_SUB_BUDGET: u64 = 150;
+
 const DEMO_QUERIES: &[&str] = &[
     "SELECT tag, COUNT(*) AS contacts FROM contact_tags GROUP BY tag ORDER BY contacts DESC",
     "SELECT id, name, email, date_updated FROM contacts WHERE deleted_at IS NULL ORDER BY date_updated_ms DESC",
     "SELECT COUNT(*) AS tombstoned, MAX(deleted_at) AS last_deleted FROM contacts WHERE deleted_at IS NOT NULL",
-    "SELECT outcome, mode, pages, received, requests FROM sync_runs ORDER BY id",
+    "SELECT c.name, t.title, t.due_date, t.completed FROM tasks t JOIN contacts c ON c.location_id = t.location_id AND c.id = t.contact_id WHERE t.deleted_at IS NULL ORDER BY t.due_date_ms",
+    "SELECT COUNT(*) AS contacts, SUM(notes_fetched_at IS NOT NULL) AS notes_fetched, SUM(notes_due) AS notes_due FROM contact_freshness",
+    "SELECT b.name, COUNT(l.contact_id) AS contacts FROM businesses b LEFT JOIN business_contacts l ON l.location_id = b.location_id AND l.business_id = b.id GROUP BY b.pk ORDER BY contacts DESC",
+    "SELECT stream, outcome, mode, pages, received, requests FROM sync_runs ORDER BY id",
 ];
 
 struct DemoEnv(String);
