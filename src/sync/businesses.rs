@@ -6,14 +6,11 @@
 //! business's links are replaced only once all its pages are read; a run cut short by the budget
 //! leaves the rest for the next run, which starts with them.
 
-use super::{
-    Halt, StopSignal, SyncError, SyncReport, blocking, close_run, count_requests, halt_reason,
-    open_run,
-};
-use crate::model::{Record, RunProgress, Stream, now_ms};
-use crate::store::{RunKey, Store};
+use super::run::RunCtx;
+use super::{Halt, StopSignal, SyncError, SyncReport};
+use crate::model::{Stream, now_ms};
+use crate::store::Store;
 use crate::upstream::{Budget, Client, UpstreamError};
-use std::time::Instant;
 
 #[derive(Clone, Debug)]
 pub struct BusinessOptions {
@@ -33,13 +30,8 @@ impl Default for BusinessOptions {
 }
 
 struct BusinessRun<'a> {
-    store: &'a Store,
-    client: Client,
+    ctx: RunCtx,
     opts: &'a BusinessOptions,
-    stop: StopSignal,
-    location: String,
-    run_id: i64,
-    progress: RunProgress,
 }
 
 /// Runs one business sync of the client's location.
@@ -49,26 +41,14 @@ pub async fn sync_businesses(
     opts: &BusinessOptions,
     stop: StopSignal,
 ) -> SyncReport {
-    let started = Instant::now();
-    let location = client.location_id().to_string();
-    let report = SyncReport::new(&location, "businesses");
-    let (_lock, run_id) = match open_run(store, &location, Stream::Businesses, "businesses").await {
-        Ok(v) => v,
-        Err(end) => return report.ended(end, RunProgress::default(), started),
+    let budget = Budget::new(opts.run_requests, opts.daily_share);
+    let ctx = match RunCtx::open(store, client, Stream::Businesses, Some(budget), stop).await {
+        Ok(ctx) => ctx,
+        Err(report) => return report,
     };
-    let mut run = BusinessRun {
-        store,
-        client: client.for_run(Some(Budget::new(opts.run_requests, opts.daily_share))),
-        opts,
-        stop,
-        location,
-        run_id,
-        progress: RunProgress::default(),
-    };
+    let mut run = BusinessRun { ctx, opts };
     let result = run.execute().await;
-    count_requests(&mut run.progress, &run.client);
-    let end = close_run(store, run_id, result, &run.progress).await;
-    report.ended(end, run.progress, started)
+    run.ctx.close(result).await
 }
 
 impl BusinessRun<'_> {
@@ -77,29 +57,34 @@ impl BusinessRun<'_> {
         let started = now_ms();
         let mut skip = 0u64;
         loop {
-            self.check()?;
+            self.ctx.check()?;
             let page = self
+                .ctx
                 .client
                 .businesses(skip, limit)
                 .await
-                .map_err(|e| self.upstream(e, "businesses.readonly"))?;
+                .map_err(|e| upstream(e, "businesses.readonly"))?;
             let complete = page.len() < limit as usize;
             skip += page.len() as u64;
-            self.commit_businesses(page, complete.then_some(started))
+            let since = complete.then_some(started);
+            self.ctx
+                .commit(move |store, run, p| store.commit_businesses(run, &page, since, p))
                 .await?;
             if complete {
                 break;
             }
         }
-        let businesses = {
-            let (store, loc) = (self.store.clone(), self.location.clone());
-            blocking(move || Ok(store.businesses_by_link_age(&loc)?))
-                .await
-                .map_err(Halt::Failed)?
-        };
+        let businesses = self
+            .ctx
+            .read(|store, loc| store.businesses_by_link_age(loc))
+            .await?;
         for business in businesses {
             let contacts = self.read_links(&business).await?;
-            self.commit_links(business, contacts).await?;
+            self.ctx
+                .commit(move |store, run, p| {
+                    store.replace_business_links(run, &business, &contacts, p)
+                })
+                .await?;
         }
         Ok(())
     }
@@ -109,12 +94,13 @@ impl BusinessRun<'_> {
         let limit = self.opts.page_limit;
         let mut ids: Vec<String> = Vec::new();
         loop {
-            self.check()?;
+            self.ctx.check()?;
             let page = self
+                .ctx
                 .client
                 .business_contacts(business, ids.len() as u64, limit)
                 .await
-                .map_err(|e| self.upstream(e, "contacts.readonly"))?;
+                .map_err(|e| upstream(e, "contacts.readonly"))?;
             let n = page.records.len();
             ids.extend(page.records.into_iter().map(|r| r.id));
             let all_read = page.count.is_some_and(|c| ids.len() as u64 >= c);
@@ -125,77 +111,19 @@ impl BusinessRun<'_> {
             }
         }
     }
+}
 
-    async fn commit_businesses(
-        &mut self,
-        page: Vec<Record>,
-        complete_since: Option<i64>,
-    ) -> Result<(), Halt> {
-        self.refresh_counters();
-        let (store, loc, run_id, mut p) = self.parts();
-        self.progress = blocking(move || {
-            let run = RunKey {
-                location: &loc,
-                stream: Stream::Businesses,
-                run_id,
-            };
-            store.commit_businesses(run, &page, complete_since, &mut p)?;
-            Ok(p)
-        })
-        .await
-        .map_err(Halt::Failed)?;
-        Ok(())
-    }
-
-    async fn commit_links(&mut self, business: String, contacts: Vec<String>) -> Result<(), Halt> {
-        self.refresh_counters();
-        let (store, loc, run_id, mut p) = self.parts();
-        self.progress = blocking(move || {
-            let run = RunKey {
-                location: &loc,
-                stream: Stream::Businesses,
-                run_id,
-            };
-            store.replace_business_links(run, &business, &contacts, &mut p)?;
-            Ok(p)
-        })
-        .await
-        .map_err(Halt::Failed)?;
-        Ok(())
-    }
-
-    fn parts(&self) -> (Store, String, i64, RunProgress) {
-        (
-            self.store.clone(),
-            self.location.clone(),
-            self.run_id,
-            self.progress.clone(),
-        )
-    }
-
-    fn check(&self) -> Result<(), Halt> {
-        match halt_reason(&self.stop, &self.client) {
-            Some(why) => Err(Halt::Stopped(why)),
-            None => Ok(()),
-        }
-    }
-
-    /// Budget exhaustion stops the run cleanly; a refused token names the scope to add.
-    fn upstream(&self, e: UpstreamError, scope: &'static str) -> Halt {
-        match e {
-            UpstreamError::BudgetSpent { limit, .. } => Halt::Stopped(format!(
-                "request budget of {limit} spent (budget.run_requests / budget.daily_share); the next run continues with the businesses whose links are oldest"
-            )),
-            e if e.is_scope_refusal() => Halt::Failed(SyncError::Scope {
-                stream: "businesses",
-                scope,
-                source: e,
-            }),
-            e => Halt::Failed(e.into()),
-        }
-    }
-
-    fn refresh_counters(&mut self) {
-        count_requests(&mut self.progress, &self.client);
+/// Budget exhaustion stops the run cleanly; a missing scope is named.
+fn upstream(e: UpstreamError, scope: &'static str) -> Halt {
+    match e {
+        UpstreamError::BudgetSpent { limit, .. } => Halt::Stopped(format!(
+            "request budget of {limit} spent (budget.run_requests / budget.daily_share); the next run continues with the businesses whose links are oldest"
+        )),
+        e if e.is_scope_refusal() => Halt::Failed(SyncError::Scope {
+            stream: "businesses",
+            scope,
+            source: e,
+        }),
+        e => Halt::Failed(e.into()),
     }
 }

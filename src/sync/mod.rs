@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 mod businesses;
+mod run;
 mod subs;
 pub use businesses::{BusinessOptions, sync_businesses};
 pub use subs::{SubOptions, SubState, TaskPass, sync_subresources};
@@ -863,15 +864,6 @@ async fn open_run(
     .await
     .map_err(|e| (Outcome::Failed, Some(e.to_string())))?;
     Ok((lock, run_id))
-}
-
-/// Copies a run's request counters into its progress.
-fn count_requests(progress: &mut RunProgress, client: &Client) {
-    let c = client.counters();
-    progress.requests = c.requests;
-    progress.retries = c.retries;
-    progress.rate_limited = c.rate_limited;
-    progress.daily_remaining = client.daily_remaining();
 }
 
 /// Takes the (location, stream) run lock, or says why this run cannot start.

@@ -16,12 +16,10 @@
 //! recomputes what is due. A run whose due lists did not all fit ends `partial`; a run that ran
 //! out of budget during the rolling refresh has done its job and ends `success`.
 
-use super::{
-    Halt, StopSignal, SyncError, SyncReport, blocking, close_run, count_requests, halt_reason,
-    open_run,
-};
-use crate::model::{Record, RunProgress, Stream, SubKind, now_ms};
-use crate::store::{ContactList, Due, RunKey, Store};
+use super::run::RunCtx;
+use super::{Halt, StopSignal, SyncError, SyncReport};
+use crate::model::{Record, Stream, SubKind, now_ms};
+use crate::store::{ContactList, Due, Store, StoreError};
 use crate::upstream::{Budget, Client, UpstreamError};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -96,13 +94,8 @@ enum QueueEnd {
 }
 
 struct SubRun<'a> {
-    store: &'a Store,
-    client: Client,
+    ctx: RunCtx,
     opts: &'a SubOptions,
-    stop: StopSignal,
-    location: String,
-    run_id: i64,
-    progress: RunProgress,
 }
 
 /// Runs one sub-resource sync of the client's location.
@@ -112,28 +105,14 @@ pub async fn sync_subresources(
     opts: &SubOptions,
     stop: StopSignal,
 ) -> SyncReport {
-    let started = Instant::now();
-    let location = client.location_id().to_string();
-    let report = SyncReport::new(&location, "subresources");
-    let (_lock, run_id) =
-        match open_run(store, &location, Stream::Subresources, "subresources").await {
-            Ok(v) => v,
-            Err(end) => return report.ended(end, RunProgress::default(), started),
-        };
     let budget = Budget::new(opts.run_requests, opts.daily_share);
-    let mut run = SubRun {
-        store,
-        client: client.for_run(Some(budget)),
-        opts,
-        stop,
-        location,
-        run_id,
-        progress: RunProgress::default(),
+    let ctx = match RunCtx::open(store, client, Stream::Subresources, Some(budget), stop).await {
+        Ok(ctx) => ctx,
+        Err(report) => return report,
     };
+    let mut run = SubRun { ctx, opts };
     let result = run.execute().await;
-    count_requests(&mut run.progress, &run.client);
-    let end = close_run(store, run_id, result, &run.progress).await;
-    report.ended(end, run.progress, started)
+    run.ctx.close(result).await
 }
 
 impl SubRun<'_> {
@@ -141,13 +120,11 @@ impl SubRun<'_> {
         if self.opts.kinds.is_empty() {
             return Ok(());
         }
-        let mut state: SubState = {
-            let (store, loc) = (self.store.clone(), self.location.clone());
-            blocking(move || Ok(store.load_json_state(&loc, Stream::Subresources)?))
-                .await
-                .map_err(Halt::Failed)?
-                .unwrap_or_default()
-        };
+        let mut state: SubState = self
+            .ctx
+            .read(|store, loc| store.load_json_state(loc, Stream::Subresources))
+            .await?
+            .unwrap_or_default();
         let now = now_ms();
         let mut per_contact = self.opts.kinds.clone();
         let mut rolling = self.opts.kinds.clone();
@@ -164,16 +141,13 @@ impl SubRun<'_> {
             }
         }
         let kinds = per_contact;
-        match self
+        let due = self
             .work_queue(move |store, loc, limit| store.due_fetches(loc, &kinds, limit))
-            .await?
-        {
-            QueueEnd::Drained => {}
-            QueueEnd::BudgetSpent => {
-                return Err(Halt::Stopped(self.budget_message(
-                    "before every contact whose dateUpdated moved was refreshed; the next run continues with the rest",
-                )));
-            }
+            .await?;
+        if let QueueEnd::BudgetSpent = due {
+            return Err(Halt::Stopped(self.budget_message(
+                "before every contact whose dateUpdated moved was refreshed; the next run continues with the rest",
+            )));
         }
         let before = now - i64::try_from(self.opts.refresh_after.as_millis()).unwrap_or(i64::MAX);
         self.work_queue(move |store, loc, limit| store.stale_fetches(loc, &rolling, before, limit))
@@ -194,18 +168,14 @@ impl SubRun<'_> {
         if age >= self.opts.refresh_after {
             return Ok(true);
         }
-        let (store, loc, limit) = (
-            self.store.clone(),
-            self.location.clone(),
-            u64::from(self.opts.bulk_page_limit),
-        );
-        blocking(move || {
-            let pages = store.live_task_count(&loc)? / limit + 1;
-            let due = store.due_fetches(&loc, &[SubKind::Tasks], pages)?;
-            Ok(due.len() as u64 >= pages)
-        })
-        .await
-        .map_err(Halt::Failed)
+        let limit = u64::from(self.opts.bulk_page_limit);
+        self.ctx
+            .read(move |store, loc| {
+                let pages = store.live_task_count(loc)? / limit + 1;
+                let due = store.due_fetches(loc, &[SubKind::Tasks], pages)?;
+                Ok(due.len() as u64 >= pages)
+            })
+            .await
     }
 
     /// Pages through every task of the location, saving the position with each page.
@@ -216,10 +186,8 @@ impl SubRun<'_> {
             skip: 0,
         });
         loop {
-            if let Some(why) = halt_reason(&self.stop, &self.client) {
-                return Err(Halt::Stopped(why));
-            }
-            let page = match self.client.search_tasks(pass.skip, limit).await {
+            self.ctx.check()?;
+            let page = match self.ctx.client.search_tasks(pass.skip, limit).await {
                 Ok(page) => page,
                 Err(UpstreamError::BudgetSpent { .. }) => {
                     return Err(Halt::Stopped(self.budget_message(
@@ -228,7 +196,7 @@ impl SubRun<'_> {
                 }
                 Err(e) if e.is_scope_refusal() => {
                     tracing::info!(
-                        location = %self.location,
+                        location = %self.ctx.location,
                         error = %e,
                         "bulk task search refused; reading tasks per contact (add the locations/tasks.readonly scope to save requests)"
                     );
@@ -239,52 +207,32 @@ impl SubRun<'_> {
                 }
                 Err(e) => return Err(Halt::Failed(e.into())),
             };
-            self.refresh_counters();
             if page.is_empty() {
                 return self.finish_pass(state, pass).await;
             }
             pass.skip += page.len() as u64;
             state.task_pass = Some(pass.clone());
-            self.commit_task_page(page, state).await?;
+            let st = state.clone();
+            self.ctx
+                .commit(move |store, run, p| store.commit_task_page(run, &page, &st, p))
+                .await?;
         }
-    }
-
-    async fn commit_task_page(&mut self, page: Vec<Record>, state: &SubState) -> Result<(), Halt> {
-        let (store, loc, run_id, st, mut p) = self.snapshot(state);
-        self.progress = blocking(move || {
-            let run = RunKey {
-                location: &loc,
-                stream: Stream::Subresources,
-                run_id,
-            };
-            store.commit_task_page(run, &page, &st, &mut p)?;
-            Ok(p)
-        })
-        .await
-        .map_err(Halt::Failed)?;
-        Ok(())
     }
 
     async fn finish_pass(&mut self, state: &mut SubState, pass: TaskPass) -> Result<PassEnd, Halt> {
         state.task_pass = None;
         state.last_task_pass_ms = Some(pass.started_ms);
         let share = self.opts.max_tombstone_share;
-        let (store, loc, run_id, st, mut p) = self.snapshot(state);
-        let (end, p) = blocking(move || {
-            let run = RunKey {
-                location: &loc,
-                stream: Stream::Subresources,
-                run_id,
-            };
-            let end = store.finish_task_pass(run, pass.started_ms, share, &st, &mut p)?;
-            Ok((end, p))
-        })
-        .await
-        .map_err(Halt::Failed)?;
-        self.progress = p;
+        let st = state.clone();
+        let end = self
+            .ctx
+            .commit(move |store, run, p| {
+                store.finish_task_pass(run, pass.started_ms, share, &st, p)
+            })
+            .await?;
         if let Some((unseen, live)) = end.refused {
             tracing::warn!(
-                location = %self.location,
+                location = %self.ctx.location,
                 unseen,
                 live,
                 "the bulk task search did not return {unseen} of {live} mirrored tasks; not trusting it: reading tasks per contact for a day"
@@ -301,29 +249,27 @@ impl SubRun<'_> {
     /// the queue is empty or the budget is spent.
     async fn work_queue(
         &mut self,
-        queue: impl Fn(&Store, &str, u64) -> Result<Vec<Due>, crate::store::StoreError>
+        queue: impl Fn(&Store, &str, u64) -> Result<Vec<Due>, StoreError>
         + Send
         + Sync
         + Clone
         + 'static,
     ) -> Result<QueueEnd, Halt> {
         loop {
-            if let Some(why) = halt_reason(&self.stop, &self.client) {
-                return Err(Halt::Stopped(why));
-            }
+            self.ctx.check()?;
             let left = self
+                .ctx
                 .client
                 .budget()
                 .map_or(QUEUE_CHUNK, |b| b.limit().saturating_sub(b.used()));
             if left == 0 {
                 return Ok(QueueEnd::BudgetSpent);
             }
-            let chunk = {
-                let (store, loc, q) = (self.store.clone(), self.location.clone(), queue.clone());
-                blocking(move || Ok(q(&store, &loc, left.min(QUEUE_CHUNK))?))
-                    .await
-                    .map_err(Halt::Failed)?
-            };
+            let q = queue.clone();
+            let chunk = self
+                .ctx
+                .read(move |store, loc| q(store, loc, left.min(QUEUE_CHUNK)))
+                .await?;
             if chunk.is_empty() {
                 return Ok(QueueEnd::Drained);
             }
@@ -346,12 +292,12 @@ impl SubRun<'_> {
                 && !budget_spent
                 && in_flight.len() < self.opts.max_in_flight.max(1)
             {
-                if let Some(why) = halt_reason(&self.stop, &self.client) {
-                    halt = Some(Halt::Stopped(why));
+                if let Err(h) = self.ctx.check() {
+                    halt = Some(h);
                     break;
                 }
                 let Some(due) = todo.next() else { break };
-                let client = self.client.clone();
+                let client = self.ctx.client.clone();
                 in_flight.push(async move {
                     let r = client.contact_list(due.kind, &due.contact_id).await;
                     (due, r)
@@ -363,8 +309,8 @@ impl SubRun<'_> {
             match result {
                 Ok(items) => done.push(list(due, Some(items))),
                 Err(e) if contact_gone(&e) => {
-                    tracing::info!(location = %self.location, contact = %due.contact_id, error = %e, "contact unknown upstream; its lists are kept until reconciliation decides");
-                    self.progress.warnings += 1;
+                    tracing::info!(location = %self.ctx.location, contact = %due.contact_id, error = %e, "contact unknown upstream; its lists are kept until reconciliation decides");
+                    self.ctx.progress.warnings += 1;
                     done.push(list(due, None));
                 }
                 Err(UpstreamError::BudgetSpent { .. }) => budget_spent = true,
@@ -390,51 +336,21 @@ impl SubRun<'_> {
         if lists.is_empty() {
             return Ok(());
         }
-        self.refresh_counters();
-        let (store, loc, run_id, mut p) = (
-            self.store.clone(),
-            self.location.clone(),
-            self.run_id,
-            self.progress.clone(),
-        );
-        self.progress = blocking(move || {
-            let run = RunKey {
-                location: &loc,
-                stream: Stream::Subresources,
-                run_id,
-            };
-            store.commit_lists(run, &lists, &mut p)?;
-            Ok(p)
-        })
-        .await
-        .map_err(Halt::Failed)?;
+        self.ctx
+            .commit(move |store, run, p| store.commit_lists(run, &lists, p))
+            .await?;
         Ok(())
     }
 
     async fn save_state(&self, state: &SubState) -> Result<(), Halt> {
-        let (store, loc, st) = (self.store.clone(), self.location.clone(), state.clone());
-        blocking(move || Ok(store.save_json_state(&loc, Stream::Subresources, &st)?))
+        let st = state.clone();
+        self.ctx
+            .read(move |store, loc| store.save_json_state(loc, Stream::Subresources, &st))
             .await
-            .map_err(Halt::Failed)
-    }
-
-    fn snapshot(&mut self, state: &SubState) -> (Store, String, i64, SubState, RunProgress) {
-        self.refresh_counters();
-        (
-            self.store.clone(),
-            self.location.clone(),
-            self.run_id,
-            state.clone(),
-            self.progress.clone(),
-        )
-    }
-
-    fn refresh_counters(&mut self) {
-        count_requests(&mut self.progress, &self.client);
     }
 
     fn budget_message(&self, when: &str) -> String {
-        let limit = self.client.budget().map_or(0, |b| b.limit());
+        let limit = self.ctx.client.budget().map_or(0, |b| b.limit());
         format!(
             "request budget of {limit} spent {when} (budget.run_requests = {}, budget.daily_share = {})",
             self.opts.run_requests, self.opts.daily_share
