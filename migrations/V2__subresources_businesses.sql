@@ -120,15 +120,19 @@ CREATE TABLE business_contacts (
 ) WITHOUT ROWID;
 CREATE INDEX business_contacts_by_contact ON business_contacts (location_id, contact_id);
 
--- How fresh each live contact's sub-resources are (NULL = never fetched).
+-- How fresh each live contact's sub-resources are (NULL = never fetched); `*_due` is exactly
+-- what the sub-resource stream fetches first.
 CREATE VIEW contact_freshness AS
 SELECT c.location_id, c.id AS contact_id, c.date_updated,
        t.fetched_at AS tasks_fetched_at,
        n.fetched_at AS notes_fetched_at,
        a.fetched_at AS appointments_fetched_at,
-       (t.seen_updated_ms IS NULL OR t.seen_updated_ms < c.date_updated_ms) AS tasks_due,
-       (n.seen_updated_ms IS NULL OR n.seen_updated_ms < c.date_updated_ms) AS notes_due,
-       (a.seen_updated_ms IS NULL OR a.seen_updated_ms < c.date_updated_ms) AS appointments_due
+       (t.contact_id IS NULL
+        OR COALESCE(t.seen_updated_ms, -1) < COALESCE(c.date_updated_ms, -1)) AS tasks_due,
+       (n.contact_id IS NULL
+        OR COALESCE(n.seen_updated_ms, -1) < COALESCE(c.date_updated_ms, -1)) AS notes_due,
+       (a.contact_id IS NULL
+        OR COALESCE(a.seen_updated_ms, -1) < COALESCE(c.date_updated_ms, -1)) AS appointments_due
 FROM contacts c
 LEFT JOIN contact_fetches t
   ON t.location_id = c.location_id AND t.contact_id = c.id AND t.kind = 'tasks'

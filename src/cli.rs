@@ -202,7 +202,6 @@ pub fn stream_options(config: &Config, force_full: bool) -> StreamOptions {
             bulk_tasks: config.subresources.bulk_tasks,
             bulk_page_limit: config.subresources.bulk_page_limit,
             max_in_flight: config.upstream.max_in_flight,
-            max_tombstone_share: config.sync.max_tombstone_share,
         },
         businesses: config.businesses.enabled.then_some(BusinessOptions {
             page_limit: config.businesses.page_limit,
@@ -292,7 +291,6 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
     let mut opts = stream_options(config, args.full);
     if args.allow_mass_delete {
         opts.contacts.max_tombstone_share = 1.0;
-        opts.subs.max_tombstone_share = 1.0;
     }
     let wants = |s: StreamArg| args.streams.is_empty() || args.streams.contains(&s);
     if !wants(StreamArg::Subresources) {

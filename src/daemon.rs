@@ -117,11 +117,15 @@ struct Runner {
 impl Runner {
     /// Starts `job` on every location, each in its own task.
     fn tick(self: &Arc<Self>, job: Job) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock: `drain` takes the set only after the stop flag is up, so a
+        // tick either lands in the set it drains or sees the flag.
         if *self.stop.borrow() {
             return;
         }
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        while tasks.try_join_next().is_some() {}
+        while let Some(done) = tasks.try_join_next() {
+            log_join(done);
+        }
         for client in &self.clients {
             let (me, client) = (self.clone(), client.clone());
             tasks.spawn(async move {
@@ -136,7 +140,17 @@ impl Runner {
     /// Waits for every running job (they stop on the signal).
     async fn drain(&self) {
         let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-        while tasks.join_next().await.is_some() {}
+        while let Some(done) = tasks.join_next().await {
+            log_join(done);
+        }
+    }
+}
+
+/// A run's task ended; a panic is logged (its run row stays `running` until the next run of
+/// the stream marks it `interrupted`).
+fn log_join(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        tracing::error!(error = %e, "a scheduled run crashed; the next run of its stream resumes");
     }
 }
 

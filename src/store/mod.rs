@@ -356,6 +356,9 @@ impl Store {
                          WHERE location_id = ?1 AND deleted_at IS NULL AND seen_sweep <> ?2",
                         params![location, r.seq, now],
                     )? as u64;
+                    if end.tombstoned > 0 {
+                        records::cascade_tombstones(tx, location, &now)?;
+                    }
                 }
             }
             write_state(tx, location, stream, state)?;

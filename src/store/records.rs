@@ -5,7 +5,7 @@
 //! Every write commits with the run's progress (and, where a stream has one, its state) in one
 //! transaction, like contact pages do.
 
-use super::{MASS_DELETE_FLOOR, RunKey, Store, StoreError, SweepEnd, write_progress};
+use super::{RunKey, Store, StoreError, write_progress};
 use crate::model::{Record, RunProgress, Stream, SubKind, iso_from_ms, now_ms};
 use rusqlite::{OptionalExtension, Statement, Transaction, params};
 use serde::Serialize;
@@ -175,7 +175,8 @@ impl<'t> RecordWriter<'t> {
 
 impl Store {
     /// Live (contact, kind) pairs whose list was never fetched or whose contact's `dateUpdated`
-    /// moved since: most recently updated contacts first.
+    /// moved since: most recently updated contacts first. The plan walks `contacts_by_updated`
+    /// backwards and stops at the limit (no sort).
     pub fn due_fetches(
         &self,
         location: &str,
@@ -186,13 +187,13 @@ impl Store {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT c.id, k.value, c.date_updated_ms
-                 FROM contacts c JOIN json_each(?2) k
+                 FROM contacts c CROSS JOIN json_each(?2) k
                  LEFT JOIN contact_fetches f
                    ON f.location_id = c.location_id AND f.contact_id = c.id AND f.kind = k.value
                  WHERE c.location_id = ?1 AND c.deleted_at IS NULL
                    AND (f.contact_id IS NULL
                         OR COALESCE(f.seen_updated_ms, -1) < COALESCE(c.date_updated_ms, -1))
-                 ORDER BY c.date_updated_ms DESC, c.id, k.value
+                 ORDER BY c.date_updated_ms DESC, c.id DESC
                  LIMIT ?3",
             )?;
             st.query_map(params![location, kinds, limit as i64], due_row)?
@@ -290,99 +291,17 @@ impl Store {
         Ok(counts)
     }
 
-    /// Live tasks of a location (to estimate what a bulk pass costs).
-    pub fn live_task_count(&self, location: &str) -> Result<u64, StoreError> {
+    /// Live tasks per live contact in the mirror (`None` before any task is mirrored).
+    pub fn tasks_per_contact(&self, location: &str) -> Result<Option<f64>, StoreError> {
         self.read(|c| {
             c.query_row(
-                "SELECT COUNT(*) FROM tasks WHERE location_id = ?1 AND deleted_at IS NULL",
+                "SELECT (SELECT COUNT(*) FROM tasks WHERE location_id = ?1 AND deleted_at IS NULL),
+                        (SELECT COUNT(*) FROM contact_fetches WHERE location_id = ?1 AND kind = 'tasks')",
                 [location],
-                |r| r.get::<_, i64>(0),
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
             )
         })
-        .map(|n| n as u64)
-    }
-
-    /// Writes one page of a location-wide task pass with the stream state that follows it.
-    pub fn commit_task_page<S: Serialize>(
-        &self,
-        run: RunKey<'_>,
-        tasks: &[Record],
-        state: &S,
-        progress: &mut RunProgress,
-    ) -> Result<RecordCounts, StoreError> {
-        let now = iso_from_ms(now_ms());
-        let state = to_json(state)?;
-        let (counts, p) = self.write(|tx| {
-            let mut w = RecordWriter::new(tx, Table::Sub(SubKind::Tasks), &now)?;
-            for rec in tasks {
-                match rec.contact_id.as_deref() {
-                    Some(contact) => w.upsert(run.location, rec, Some(contact))?,
-                    None => w.counts.skipped += 1,
-                }
-            }
-            let counts = w.counts;
-            drop(w);
-            write_json_state(tx, run.location, run.stream, &state)?;
-            let mut p = progress.clone();
-            p.pages += 1;
-            p.received += tasks.len() as u64;
-            counts.add_to(&mut p);
-            write_progress(tx, run.run_id, &p)?;
-            Ok((counts, p))
-        })?;
-        *progress = p;
-        Ok(counts)
-    }
-
-    /// Ends a complete location-wide task pass that started at `started_ms`: tasks it did not
-    /// return are tombstoned (unless that is more than `max_share` of the live tasks: then none
-    /// are, and the refusal is returned), and every live contact whose mirrored version predates
-    /// the pass has its tasks marked fetched. The state commits in the same transaction.
-    pub fn finish_task_pass<S: Serialize>(
-        &self,
-        run: RunKey<'_>,
-        started_ms: i64,
-        max_share: f64,
-        state: &S,
-        progress: &mut RunProgress,
-    ) -> Result<SweepEnd, StoreError> {
-        let now = iso_from_ms(now_ms());
-        let started = iso_from_ms(started_ms);
-        let state = to_json(state)?;
-        let (end, p) = self.write(|tx| {
-            let (unseen, live): (i64, i64) = tx.query_row(
-                "SELECT COALESCE(SUM(fetched_at < ?2), 0), COUNT(*) FROM tasks
-                 WHERE location_id = ?1 AND deleted_at IS NULL",
-                params![run.location, started],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let (unseen, live) = (unseen as u64, live as u64);
-            let mut end = SweepEnd::default();
-            if unseen > MASS_DELETE_FLOOR && unseen as f64 > max_share * live as f64 {
-                end.refused = Some((unseen, live));
-            } else {
-                end.tombstoned = tx.execute(
-                    "UPDATE tasks SET deleted_at = ?3
-                     WHERE location_id = ?1 AND deleted_at IS NULL AND fetched_at < ?2",
-                    params![run.location, started, now],
-                )? as u64;
-                tx.execute(
-                    "INSERT INTO contact_fetches (location_id, contact_id, kind, fetched_at, seen_updated_ms)
-                     SELECT location_id, id, 'tasks', ?3, date_updated_ms FROM contacts
-                     WHERE location_id = ?1 AND deleted_at IS NULL AND changed_at <= ?2
-                     ON CONFLICT (location_id, contact_id, kind) DO UPDATE SET
-                       fetched_at = excluded.fetched_at, seen_updated_ms = excluded.seen_updated_ms",
-                    params![run.location, started, now],
-                )?;
-            }
-            write_json_state(tx, run.location, run.stream, &state)?;
-            let mut p = progress.clone();
-            p.tombstoned += end.tombstoned;
-            write_progress(tx, run.run_id, &p)?;
-            Ok((end, p))
-        })?;
-        *progress = p;
-        Ok(end)
+        .map(|(tasks, fetched)| (fetched > 0).then(|| tasks as f64 / fetched as f64))
     }
 
     /// Writes the location's businesses. With `complete_since` (the list was read to its end,
@@ -439,42 +358,46 @@ impl Store {
         })
     }
 
-    /// Replaces a business's contact links with `contacts` (read completely).
+    /// Replaces a business's contact links with `contacts` (read completely); `None` only
+    /// records that the business was visited (its links could not be read), so it goes to the
+    /// back of the queue.
     pub fn replace_business_links(
         &self,
         run: RunKey<'_>,
         business_id: &str,
-        contacts: &[String],
+        contacts: Option<&[String]>,
         progress: &mut RunProgress,
     ) -> Result<RecordCounts, StoreError> {
         let now = iso_from_ms(now_ms());
-        let ids = serde_json::to_string(contacts).unwrap_or_else(|_| "[]".into());
         let (counts, p) = self.write(|tx| {
-            let mut counts = RecordCounts {
-                tombstoned: tx.execute(
+            let mut counts = RecordCounts::default();
+            if let Some(contacts) = contacts {
+                let ids = serde_json::to_string(contacts).unwrap_or_else(|_| "[]".into());
+                counts.tombstoned = tx.execute(
                     "DELETE FROM business_contacts WHERE location_id = ?1 AND business_id = ?2
                        AND contact_id NOT IN (SELECT value FROM json_each(?3))",
                     params![run.location, business_id, ids],
-                )? as u64,
-                ..RecordCounts::default()
-            };
-            counts.inserted = tx.execute(
-                "INSERT INTO business_contacts (location_id, business_id, contact_id, fetched_at)
-                 SELECT ?1, ?2, value, ?4 FROM json_each(?3) WHERE true
-                 ON CONFLICT DO NOTHING",
-                params![run.location, business_id, ids, now],
-            )? as u64;
-            counts.unchanged = contacts.len() as u64 - counts.inserted.min(contacts.len() as u64);
-            tx.execute(
-                "UPDATE business_contacts SET fetched_at = ?3 WHERE location_id = ?1 AND business_id = ?2",
-                params![run.location, business_id, now],
-            )?;
+                )? as u64;
+                counts.inserted = tx.execute(
+                    "INSERT INTO business_contacts (location_id, business_id, contact_id, fetched_at)
+                     SELECT ?1, ?2, value, ?4 FROM json_each(?3) WHERE true
+                     ON CONFLICT DO NOTHING",
+                    params![run.location, business_id, ids, now],
+                )? as u64;
+                counts.unchanged = (contacts.len() as u64).saturating_sub(counts.inserted);
+                tx.execute(
+                    "UPDATE business_contacts SET fetched_at = ?3
+                     WHERE location_id = ?1 AND business_id = ?2",
+                    params![run.location, business_id, now],
+                )?;
+            }
             tx.execute(
                 "UPDATE businesses SET links_fetched_at = ?3 WHERE location_id = ?1 AND id = ?2",
                 params![run.location, business_id, now],
             )?;
             let mut p = progress.clone();
-            p.received += contacts.len() as u64;
+            p.pages += 1;
+            p.received += contacts.map_or(0, <[String]>::len) as u64;
             counts.add_to(&mut p);
             write_progress(tx, run.run_id, &p)?;
             Ok((counts, p))
@@ -572,6 +495,33 @@ impl Store {
             Ok(h)
         })
     }
+}
+
+/// A contact tombstoned at `at` takes its tasks, notes and appointments with it, loses its
+/// business links, and forgets its fetches (should it come back, its lists are due at once).
+/// Runs inside the transaction that tombstones the contacts.
+pub(super) fn cascade_tombstones(
+    tx: &Transaction<'_>,
+    location: &str,
+    at: &str,
+) -> rusqlite::Result<()> {
+    const GONE: &str = "SELECT id FROM contacts WHERE location_id = ?1 AND deleted_at = ?2";
+    for table in ["tasks", "notes", "appointments"] {
+        tx.execute(
+            &format!(
+                "UPDATE {table} SET deleted_at = ?2
+                 WHERE location_id = ?1 AND deleted_at IS NULL AND contact_id IN ({GONE})"
+            ),
+            params![location, at],
+        )?;
+    }
+    for table in ["business_contacts", "contact_fetches"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE location_id = ?1 AND contact_id IN ({GONE})"),
+            params![location, at],
+        )?;
+    }
+    Ok(())
 }
 
 fn due_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Due> {

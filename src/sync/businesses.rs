@@ -82,32 +82,45 @@ impl BusinessRun<'_> {
             let contacts = self.read_links(&business).await?;
             self.ctx
                 .commit(move |store, run, p| {
-                    store.replace_business_links(run, &business, &contacts, p)
+                    store.replace_business_links(run, &business, contacts.as_deref(), p)
                 })
                 .await?;
         }
         Ok(())
     }
 
-    /// Every contact id of one business, page by page.
-    async fn read_links(&mut self, business: &str) -> Result<Vec<String>, Halt> {
+    /// Every contact id of one business, page by page: until `count` ids are read when
+    /// HighLevel sends a count, else until an empty page. `None` when this business's pages
+    /// cannot be read (a 4xx or a malformed body): it is skipped, its links kept as they were.
+    async fn read_links(&mut self, business: &str) -> Result<Option<Vec<String>>, Halt> {
         let limit = self.opts.page_limit;
         let mut ids: Vec<String> = Vec::new();
         loop {
             self.ctx.check()?;
-            let page = self
+            let page = match self
                 .ctx
                 .client
                 .business_contacts(business, ids.len() as u64, limit)
                 .await
-                .map_err(|e| upstream(e, "contacts.readonly"))?;
+            {
+                Ok(page) => page,
+                Err(e) if e.is_item_error() => {
+                    tracing::warn!(location = %self.ctx.location, business, error = %e, "business links skipped; kept as they were");
+                    self.ctx.progress.warnings += 1;
+                    return Ok(None);
+                }
+                Err(e) => return Err(upstream(e, "contacts.readonly")),
+            };
             let n = page.records.len();
             ids.extend(page.records.into_iter().map(|r| r.id));
-            let all_read = page.count.is_some_and(|c| ids.len() as u64 >= c);
-            if n < limit as usize || all_read {
+            let done = match page.count {
+                Some(count) => ids.len() as u64 >= count || n == 0,
+                None => n == 0,
+            };
+            if done {
                 ids.sort();
                 ids.dedup();
-                return Ok(ids);
+                return Ok(Some(ids));
             }
         }
     }
@@ -124,6 +137,6 @@ fn upstream(e: UpstreamError, scope: &'static str) -> Halt {
             scope,
             source: e,
         }),
-        e => Halt::Failed(e.into()),
+        e => Halt::from_upstream(e),
     }
 }

@@ -25,7 +25,7 @@ mod businesses;
 mod run;
 mod subs;
 pub use businesses::{BusinessOptions, sync_businesses};
-pub use subs::{SubOptions, SubState, TaskPass, sync_subresources};
+pub use subs::{SubOptions, SubState, sync_subresources};
 
 /// How contacts are listed upstream (mirrors `config::Strategy` without depending on it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +150,18 @@ enum Halt {
     Failed(SyncError),
 }
 
+impl Halt {
+    /// A request abandoned because of a stop signal stops the run; any other error fails it.
+    fn from_upstream(e: UpstreamError) -> Halt {
+        match e {
+            UpstreamError::Stopped { .. } => Halt::Stopped(
+                "stopped by signal; what arrived is saved and the next run continues".into(),
+            ),
+            e => Halt::Failed(e.into()),
+        }
+    }
+}
+
 /// Runs one contacts sync of the client's location.
 pub async fn sync_contacts(
     store: &Store,
@@ -168,7 +180,7 @@ pub async fn sync_contacts(
         error: None,
         elapsed: Duration::ZERO,
     };
-    let client = &client.for_run(None);
+    let client = &client.for_run(None, Some(stop.clone()));
     // One run per (location, stream) at a time, across processes too; held until we return.
     let _lock = match take_lock(store, &location, Stream::Contacts) {
         Ok(lock) => lock,
@@ -526,7 +538,7 @@ impl Run<'_> {
                 p.queued.push(page.contacts);
             }
             Err(e) => {
-                p.halt.get_or_insert(Halt::Failed(e.into()));
+                p.halt.get_or_insert(Halt::from_upstream(e));
             }
         }
         Ok(())
@@ -553,7 +565,7 @@ impl Run<'_> {
             let page = handle
                 .await
                 .map_err(|e| Halt::Failed(SyncError::Task(e.to_string())))?
-                .map_err(|e| Halt::Failed(e.into()))?;
+                .map_err(Halt::from_upstream)?;
             let total = page
                 .total
                 .or(page.meta.as_ref().and_then(|m| m.total.map(|t| t as u64)));

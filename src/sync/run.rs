@@ -40,7 +40,7 @@ impl RunCtx {
         };
         Ok(RunCtx {
             store: store.clone(),
-            client: client.for_run(budget),
+            client: client.for_run(budget, Some(stop.clone())),
             stop,
             location,
             progress: RunProgress::default(),

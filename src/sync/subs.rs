@@ -1,29 +1,35 @@
 //! The sub-resource stream: each contact's tasks, notes and appointments, within a request
 //! budget.
 //!
-//! A run spends its budget in this order:
-//! 1. **Tasks in bulk** (`POST /locations/:id/tasks/search`, 100 per request) when the token has
-//!    the scope and a pass is worth it: none done yet, the last one older than `refresh_after`,
-//!    or more contacts due for tasks than a pass costs. A pass pages with `skip`; its position is
-//!    saved with every page, so a pass cut short by the budget continues in the next run. Only a
-//!    complete pass tombstones tasks. A 401/403 switches tasks to per-contact calls for a day.
-//! 2. **Due lists**: contacts never fetched, or whose `dateUpdated` moved since their last
-//!    fetch, most recently updated first. One request per (contact, kind).
-//! 3. **Rolling refresh**: lists last fetched more than `refresh_after` ago, oldest first
+//! A run works through two queues of (contact, kind) lists, committing each list with its fetch
+//! record, so resuming needs no cursor: the next run recomputes what is due.
+//! 1. **Due lists**: contacts never fetched, or whose `dateUpdated` moved since their last
+//!    fetch, most recently updated first.
+//! 2. **Rolling refresh**: lists last fetched more than `refresh_after` ago, oldest first
 //!    (changes that do not touch the contact's `dateUpdated` are caught here).
 //!
-//! Every list commits with its fetch record, so resuming needs no cursor: the next run
-//! recomputes what is due. A run whose due lists did not all fit ends `partial`; a run that ran
-//! out of budget during the rolling refresh has done its job and ends `success`.
+//! Notes and appointments cost one request per contact (`GET /contacts/:id/notes`, `/appointments`).
+//! Tasks are read **in batches of contacts** through `POST /locations/:id/tasks/search` with
+//! `contactId: [...]` when the token has the scope: one request covers about 35 contacts, and
+//! because a batch is keyed by contacts (not by a `skip` offset over the whole location, which
+//! shifts when tasks are added or deleted meanwhile) each contact's task set is exact. A 401/403
+//! about scope switches tasks to per-contact calls for a day.
+//!
+//! Per-list failures never block the queue: an unreadable list (malformed body, a 4xx) is
+//! recorded as fetched and kept as it was; a kind refused for the token is skipped for a day.
+//! Only whole-token problems, an upstream that stays down, or several failures in a row fail
+//! the run. A run whose due lists did not all fit in the budget ends `partial`; one that ran out
+//! during the rolling refresh has done its job and ends `success`.
 
 use super::run::RunCtx;
 use super::{Halt, StopSignal, SyncError, SyncReport};
 use crate::model::{Record, Stream, SubKind, now_ms};
-use crate::store::{ContactList, Due, Store, StoreError};
+use crate::store::{ContactList, Due, Store};
 use crate::upstream::{Budget, Client, UpstreamError};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -33,10 +39,9 @@ pub struct SubOptions {
     pub daily_share: f64,
     pub refresh_after: Duration,
     pub bulk_tasks: bool,
+    /// Tasks per bulk request (the `limit` of the task search).
     pub bulk_page_limit: u32,
     pub max_in_flight: usize,
-    /// A bulk task pass refuses to tombstone more than this share of the live tasks.
-    pub max_tombstone_share: f64,
 }
 
 impl Default for SubOptions {
@@ -49,7 +54,6 @@ impl Default for SubOptions {
             bulk_tasks: true,
             bulk_page_limit: 100,
             max_in_flight: 2,
-            max_tombstone_share: 0.5,
         }
     }
 }
@@ -57,34 +61,50 @@ impl Default for SubOptions {
 /// Persisted between runs (the stream's JSON state).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubState {
-    /// A location-wide task pass in progress.
-    pub task_pass: Option<TaskPass>,
-    /// When the last complete task pass started.
-    pub last_task_pass_ms: Option<i64>,
-    /// When HighLevel last refused the bulk task search (401/403) or a pass looked unreliable.
+    /// When HighLevel last refused the bulk task search (401/403 about scope).
+    #[serde(default)]
     pub bulk_off_since_ms: Option<i64>,
+    /// Per-contact list kinds HighLevel refused for this token, and when.
+    #[serde(default)]
+    pub kinds_off_since_ms: BTreeMap<SubKind, i64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskPass {
-    pub started_ms: i64,
-    pub skip: u64,
+impl SubState {
+    /// Kinds refused less than a day before `now`.
+    fn kinds_off(&self, now: i64) -> Vec<SubKind> {
+        self.kinds_off_since_ms
+            .iter()
+            .filter(|(_, since)| now.saturating_sub(**since) < day_ms())
+            .map(|(k, _)| *k)
+            .collect()
+    }
 }
 
-/// How long tasks stay on per-contact calls after the bulk search was refused.
-const BULK_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How long a refusal (the bulk task search, or a kind's per-contact lists) is remembered.
+const RETRY_REFUSED_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Item failures in a row (malformed lists, 4xx) after which the run gives up: upstream is
+/// broken, not one contact.
+const MAX_FAILURES_IN_A_ROW: u32 = 5;
 /// Lists committed together (one transaction).
 const COMMIT_EVERY: usize = 64;
 /// The longest a fetched list waits for its commit.
 const COMMIT_WAIT: Duration = Duration::from_millis(500);
-/// Due lists read from the store at a time.
-const QUEUE_CHUNK: u64 = 1_000;
+/// Lists read from the store at a time.
+const QUEUE_CHUNK: u64 = 20_000;
+/// A task batch aims to fill this share of a page, so most batches take one request.
+const BATCH_FILL: f64 = 0.7;
+/// Tasks per contact assumed before any are mirrored.
+const DEFAULT_TASKS_PER_CONTACT: f64 = 2.0;
+/// The most contacts one task search names.
+const MAX_BATCH: usize = 100;
 
-/// How a task pass ended.
-enum PassEnd {
-    Complete,
-    /// Refused (401/403) or refused to tombstone: use per-contact calls.
-    Unavailable,
+/// Which lists a queue holds.
+#[derive(Clone, Copy)]
+enum Queue {
+    /// Never fetched, or the contact's dateUpdated moved since.
+    Due,
+    /// Last fetched before this time (ms): the rolling refresh.
+    FetchedBefore(i64),
 }
 
 /// How working through a queue ended.
@@ -93,9 +113,28 @@ enum QueueEnd {
     BudgetSpent,
 }
 
+/// One unit of work: one contact's list, or one batch of contacts' tasks.
+enum Job {
+    One(Due),
+    Tasks(Vec<Due>),
+}
+
+/// What a job brought back.
+type JobResult = (Job, Result<Vec<Record>, UpstreamError>);
+
 struct SubRun<'a> {
     ctx: RunCtx,
     opts: &'a SubOptions,
+    /// Read tasks through the bulk search (the token has the scope, as far as we know).
+    bulk: bool,
+    /// Contacts per task batch.
+    batch: usize,
+    /// Kinds off for this run: refused by HighLevel within the last day, or during the run.
+    refused: Vec<SubKind>,
+    /// Refusals that happened during this run, and HighLevel's message.
+    newly_refused: Vec<SubKind>,
+    bulk_refused: bool,
+    refusal: Option<String>,
 }
 
 /// Runs one sub-resource sync of the client's location.
@@ -110,7 +149,16 @@ pub async fn sync_subresources(
         Ok(ctx) => ctx,
         Err(report) => return report,
     };
-    let mut run = SubRun { ctx, opts };
+    let mut run = SubRun {
+        ctx,
+        opts,
+        bulk: false,
+        batch: 1,
+        refused: Vec::new(),
+        newly_refused: Vec::new(),
+        bulk_refused: false,
+        refusal: None,
+    };
     let result = run.execute().await;
     run.ctx.close(result).await
 }
@@ -126,135 +174,74 @@ impl SubRun<'_> {
             .await?
             .unwrap_or_default();
         let now = now_ms();
-        let mut per_contact = self.opts.kinds.clone();
-        let mut rolling = self.opts.kinds.clone();
-        let wants_tasks = per_contact.contains(&SubKind::Tasks);
-        let bulk_on = wants_tasks && self.opts.bulk_tasks && bulk_allowed(&state, now);
-        if bulk_on {
-            // Bulk passes are the tasks' rolling refresh.
-            rolling.retain(|k| *k != SubKind::Tasks);
-            if self.pass_worth_it(&state, now).await? {
-                match self.task_pass(&mut state).await? {
-                    PassEnd::Complete => per_contact.retain(|k| *k != SubKind::Tasks),
-                    PassEnd::Unavailable => rolling = self.opts.kinds.clone(),
-                }
+        self.refused = state.kinds_off(now);
+        self.bulk = self.opts.bulk_tasks && bulk_allowed(&state, now);
+        let per_contact = self
+            .ctx
+            .read(|store, loc| store.tasks_per_contact(loc))
+            .await?
+            .unwrap_or(DEFAULT_TASKS_PER_CONTACT);
+        self.batch = batch_size(self.opts.bulk_page_limit, per_contact);
+        let result = self.refresh(now).await;
+        // Refusals seen during this run are remembered even if the run stops.
+        if !self.newly_refused.is_empty() || self.bulk_refused {
+            for k in &self.newly_refused {
+                state.kinds_off_since_ms.insert(*k, now);
             }
+            if self.bulk_refused {
+                state.bulk_off_since_ms = Some(now);
+            }
+            let st = state.clone();
+            self.ctx
+                .read(move |store, loc| store.save_json_state(loc, Stream::Subresources, &st))
+                .await?;
         }
-        let kinds = per_contact;
-        let due = self
-            .work_queue(move |store, loc, limit| store.due_fetches(loc, &kinds, limit))
-            .await?;
-        if let QueueEnd::BudgetSpent = due {
+        result?;
+        if !self.newly_refused.is_empty() {
+            let kinds: Vec<&str> = self.newly_refused.iter().map(|k| k.as_str()).collect();
+            return Err(Halt::Stopped(format!(
+                "HighLevel refused the token for {} lists ({}); they are skipped for a day and the other kinds went on. Check the token's scopes (contacts.readonly covers these lists) or drop them from subresources.kinds",
+                kinds.join(" and "),
+                self.refusal.as_deref().unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The due lists, then the rolling refresh, within the budget.
+    async fn refresh(&mut self, now: i64) -> Result<(), Halt> {
+        if let QueueEnd::BudgetSpent = self.work_queue(Queue::Due).await? {
+            let kinds = self.active();
+            let more = self
+                .ctx
+                .read(move |store, loc| store.due_fetches(loc, &kinds, 1))
+                .await?;
+            if more.is_empty() {
+                return Ok(());
+            }
             return Err(Halt::Stopped(self.budget_message(
                 "before every contact whose dateUpdated moved was refreshed; the next run continues with the rest",
             )));
         }
         let before = now - i64::try_from(self.opts.refresh_after.as_millis()).unwrap_or(i64::MAX);
-        self.work_queue(move |store, loc, limit| store.stale_fetches(loc, &rolling, before, limit))
-            .await?;
+        self.work_queue(Queue::FetchedBefore(before)).await?;
         Ok(())
     }
 
-    /// A pass is worth it when none completed yet, the last is older than `refresh_after`, or
-    /// more contacts are due for tasks than a pass costs in requests.
-    async fn pass_worth_it(&self, state: &SubState, now: i64) -> Result<bool, Halt> {
-        if state.task_pass.is_some() {
-            return Ok(true);
-        }
-        let Some(last) = state.last_task_pass_ms else {
-            return Ok(true);
-        };
-        let age = Duration::from_millis(u64::try_from(now - last).unwrap_or(0));
-        if age >= self.opts.refresh_after {
-            return Ok(true);
-        }
-        let limit = u64::from(self.opts.bulk_page_limit);
-        self.ctx
-            .read(move |store, loc| {
-                let pages = store.live_task_count(loc)? / limit + 1;
-                let due = store.due_fetches(loc, &[SubKind::Tasks], pages)?;
-                Ok(due.len() as u64 >= pages)
-            })
-            .await
+    /// The configured kinds not refused.
+    fn active(&self) -> Vec<SubKind> {
+        self.opts
+            .kinds
+            .iter()
+            .copied()
+            .filter(|k| !self.refused.contains(k))
+            .collect()
     }
 
-    /// Pages through every task of the location, saving the position with each page.
-    async fn task_pass(&mut self, state: &mut SubState) -> Result<PassEnd, Halt> {
-        let limit = self.opts.bulk_page_limit;
-        let mut pass = state.task_pass.clone().unwrap_or(TaskPass {
-            started_ms: now_ms(),
-            skip: 0,
-        });
-        loop {
-            self.ctx.check()?;
-            let page = match self.ctx.client.search_tasks(pass.skip, limit).await {
-                Ok(page) => page,
-                Err(UpstreamError::BudgetSpent { .. }) => {
-                    return Err(Halt::Stopped(self.budget_message(
-                        "during the location-wide task pass; the next run continues it",
-                    )));
-                }
-                Err(e) if e.is_scope_refusal() => {
-                    tracing::info!(
-                        location = %self.ctx.location,
-                        error = %e,
-                        "bulk task search refused; reading tasks per contact (add the locations/tasks.readonly scope to save requests)"
-                    );
-                    state.task_pass = None;
-                    state.bulk_off_since_ms = Some(now_ms());
-                    self.save_state(state).await?;
-                    return Ok(PassEnd::Unavailable);
-                }
-                Err(e) => return Err(Halt::Failed(e.into())),
-            };
-            if page.is_empty() {
-                return self.finish_pass(state, pass).await;
-            }
-            pass.skip += page.len() as u64;
-            state.task_pass = Some(pass.clone());
-            let st = state.clone();
-            self.ctx
-                .commit(move |store, run, p| store.commit_task_page(run, &page, &st, p))
-                .await?;
-        }
-    }
-
-    async fn finish_pass(&mut self, state: &mut SubState, pass: TaskPass) -> Result<PassEnd, Halt> {
-        state.task_pass = None;
-        state.last_task_pass_ms = Some(pass.started_ms);
-        let share = self.opts.max_tombstone_share;
-        let st = state.clone();
-        let end = self
-            .ctx
-            .commit(move |store, run, p| {
-                store.finish_task_pass(run, pass.started_ms, share, &st, p)
-            })
-            .await?;
-        if let Some((unseen, live)) = end.refused {
-            tracing::warn!(
-                location = %self.ctx.location,
-                unseen,
-                live,
-                "the bulk task search did not return {unseen} of {live} mirrored tasks; not trusting it: reading tasks per contact for a day"
-            );
-            state.bulk_off_since_ms = Some(now_ms());
-            state.last_task_pass_ms = None;
-            self.save_state(state).await?;
-            return Ok(PassEnd::Unavailable);
-        }
-        Ok(PassEnd::Complete)
-    }
-
-    /// Fetches the lists `queue` yields, `max_in_flight` at a time, committing in groups, until
-    /// the queue is empty or the budget is spent.
-    async fn work_queue(
-        &mut self,
-        queue: impl Fn(&Store, &str, u64) -> Result<Vec<Due>, StoreError>
-        + Send
-        + Sync
-        + Clone
-        + 'static,
-    ) -> Result<QueueEnd, Halt> {
+    /// Fetches the lists `queue` selects, `max_in_flight` requests at a time, committing in
+    /// groups, until none is left or the budget is spent. A kind refused during the run leaves
+    /// the queue at once.
+    async fn work_queue(&mut self, queue: Queue) -> Result<QueueEnd, Halt> {
         loop {
             self.ctx.check()?;
             let left = self
@@ -265,10 +252,18 @@ impl SubRun<'_> {
             if left == 0 {
                 return Ok(QueueEnd::BudgetSpent);
             }
-            let q = queue.clone();
+            let kinds = self.active();
+            if kinds.is_empty() {
+                return Ok(QueueEnd::Drained);
+            }
+            // Batched tasks take a fraction of a request each; read enough to fill the budget.
+            let limit = left.saturating_mul(self.batch as u64).min(QUEUE_CHUNK);
             let chunk = self
                 .ctx
-                .read(move |store, loc| q(store, loc, left.min(QUEUE_CHUNK)))
+                .read(move |store, loc| match queue {
+                    Queue::Due => store.due_fetches(loc, &kinds, limit),
+                    Queue::FetchedBefore(ms) => store.stale_fetches(loc, &kinds, ms, limit),
+                })
                 .await?;
             if chunk.is_empty() {
                 return Ok(QueueEnd::Drained);
@@ -279,14 +274,29 @@ impl SubRun<'_> {
         }
     }
 
+    /// Splits a chunk into jobs: task lists in batches (when bulk is on), the rest one by one.
+    fn jobs(&self, chunk: Vec<Due>) -> Vec<Job> {
+        let (tasks, others): (Vec<Due>, Vec<Due>) = chunk
+            .into_iter()
+            .partition(|d| self.bulk && d.kind == SubKind::Tasks);
+        let mut jobs: Vec<Job> = others.into_iter().map(Job::One).collect();
+        let mut tasks = tasks.into_iter().peekable();
+        while tasks.peek().is_some() {
+            jobs.push(Job::Tasks(tasks.by_ref().take(self.batch).collect()));
+        }
+        jobs
+    }
+
     /// Fetches one chunk of due lists. `Some(BudgetSpent)` when the budget ran out.
     async fn fetch_chunk(&mut self, chunk: Vec<Due>) -> Result<Option<QueueEnd>, Halt> {
-        let mut todo = chunk.into_iter();
+        let mut todo = self.jobs(chunk).into_iter();
         let mut in_flight = FuturesUnordered::new();
         let mut done: Vec<ContactList> = Vec::new();
         let mut last_commit = Instant::now();
         let mut halt: Option<Halt> = None;
         let mut budget_spent = false;
+        let mut failures_in_a_row = 0u32;
+        let mut dispatched = 0usize;
         loop {
             while halt.is_none()
                 && !budget_spent
@@ -296,28 +306,48 @@ impl SubRun<'_> {
                     halt = Some(h);
                     break;
                 }
-                let Some(due) = todo.next() else { break };
-                let client = self.ctx.client.clone();
-                in_flight.push(async move {
-                    let r = client.contact_list(due.kind, &due.contact_id).await;
-                    (due, r)
-                });
+                let Some(job) = todo.find(|j| self.still_wanted(j)) else {
+                    break;
+                };
+                dispatched += 1;
+                in_flight.push(fetch(
+                    self.ctx.client.clone(),
+                    job,
+                    self.opts.bulk_page_limit,
+                ));
             }
-            let Some((due, result)) = in_flight.next().await else {
+            let Some((job, result)) = in_flight.next().await else {
                 break;
             };
             match result {
-                Ok(items) => done.push(list(due, Some(items))),
-                Err(e) if contact_gone(&e) => {
-                    tracing::info!(location = %self.ctx.location, contact = %due.contact_id, error = %e, "contact unknown upstream; its lists are kept until reconciliation decides");
-                    self.ctx.progress.warnings += 1;
-                    done.push(list(due, None));
+                Ok(items) => {
+                    failures_in_a_row = 0;
+                    done.extend(lists(job, items));
                 }
                 Err(UpstreamError::BudgetSpent { .. }) => budget_spent = true,
-                Err(e) => {
-                    if halt.is_none() {
-                        halt = Some(Halt::Failed(SyncError::Upstream(e)));
+                Err(e @ UpstreamError::Stopped { .. }) => {
+                    halt.get_or_insert(Halt::from_upstream(e));
+                }
+                Err(e) if e.is_scope_refusal() => self.refused(&job, &e),
+                Err(e) if e.needs_attention() => {
+                    // The token itself (or the Version header) is the problem: nothing will work.
+                    halt.get_or_insert(Halt::Failed(SyncError::Upstream(e)));
+                }
+                Err(e) if contact_gone(&e) || e.is_item_error() => {
+                    // One list is gone or unreadable (malformed JSON, a 4xx): record the fetch
+                    // without replacing anything, so it waits for its contact to change or for
+                    // the rolling refresh instead of blocking the queue.
+                    tracing::warn!(location = %self.ctx.location, error = %e, "list skipped; kept as it was");
+                    self.ctx.progress.warnings += 1;
+                    done.extend(unreadable(job));
+                    failures_in_a_row += 1;
+                    if failures_in_a_row >= MAX_FAILURES_IN_A_ROW {
+                        halt.get_or_insert(Halt::Failed(SyncError::Upstream(e)));
                     }
+                }
+                Err(e) => {
+                    // Retries exhausted on 5xx, timeouts, connection errors: upstream is down.
+                    halt.get_or_insert(Halt::Failed(SyncError::Upstream(e)));
                 }
             }
             if done.len() >= COMMIT_EVERY || last_commit.elapsed() >= COMMIT_WAIT {
@@ -329,7 +359,42 @@ impl SubRun<'_> {
         if let Some(h) = halt {
             return Err(h);
         }
-        Ok(budget_spent.then_some(QueueEnd::BudgetSpent))
+        if budget_spent {
+            return Ok(Some(QueueEnd::BudgetSpent));
+        }
+        // Every job of the chunk was of something refused meanwhile: never spin on them.
+        Ok((dispatched == 0).then_some(QueueEnd::Drained))
+    }
+
+    /// Whether a job still makes sense after refusals during the run.
+    fn still_wanted(&self, job: &Job) -> bool {
+        match job {
+            Job::One(d) => !self.refused.contains(&d.kind),
+            // A refused bulk search leaves these tasks due: they come back one by one.
+            Job::Tasks(_) => self.bulk,
+        }
+    }
+
+    /// A 401/403 about scope: the bulk task search falls back to per-contact calls; a refused
+    /// kind is skipped for a day.
+    fn refused(&mut self, job: &Job, e: &UpstreamError) {
+        match job {
+            Job::Tasks(_) => {
+                if self.bulk {
+                    tracing::info!(location = %self.ctx.location, error = %e, "bulk task search refused; reading tasks per contact (add the locations/tasks.readonly scope to save requests)");
+                    self.bulk = false;
+                    self.bulk_refused = true;
+                }
+            }
+            Job::One(d) => {
+                if !self.refused.contains(&d.kind) {
+                    tracing::warn!(location = %self.ctx.location, kind = d.kind.as_str(), error = %e, "lists of this kind refused; skipping them for a day");
+                    self.refused.push(d.kind);
+                    self.newly_refused.push(d.kind);
+                    self.refusal = Some(e.to_string());
+                }
+            }
+        }
     }
 
     async fn commit_lists(&mut self, lists: Vec<ContactList>) -> Result<(), Halt> {
@@ -342,19 +407,66 @@ impl SubRun<'_> {
         Ok(())
     }
 
-    async fn save_state(&self, state: &SubState) -> Result<(), Halt> {
-        let st = state.clone();
-        self.ctx
-            .read(move |store, loc| store.save_json_state(loc, Stream::Subresources, &st))
-            .await
-    }
-
     fn budget_message(&self, when: &str) -> String {
         let limit = self.ctx.client.budget().map_or(0, |b| b.limit());
         format!(
             "request budget of {limit} spent {when} (budget.run_requests = {}, budget.daily_share = {})",
             self.opts.run_requests, self.opts.daily_share
         )
+    }
+}
+
+/// Runs one job: a contact's list, or a batch's tasks page by page until a short page.
+async fn fetch(client: Client, job: Job, limit: u32) -> JobResult {
+    let result = match &job {
+        Job::One(d) => client.contact_list(d.kind, &d.contact_id).await,
+        Job::Tasks(batch) => {
+            let ids: Vec<&str> = batch.iter().map(|d| d.contact_id.as_str()).collect();
+            let mut all = Vec::new();
+            loop {
+                match client.search_tasks(&ids, all.len() as u64, limit).await {
+                    Ok(page) => {
+                        let short = page.len() < limit as usize;
+                        all.extend(page);
+                        if short {
+                            break Ok(all);
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+    };
+    (job, result)
+}
+
+/// The lists a job's items make: one per contact of the job (empty when it has none).
+fn lists(job: Job, items: Vec<Record>) -> Vec<ContactList> {
+    match job {
+        Job::One(d) => vec![list(d, Some(items))],
+        Job::Tasks(batch) => {
+            let mut by_contact: HashMap<String, Vec<Record>> = HashMap::new();
+            for rec in items {
+                if let Some(c) = rec.contact_id.clone() {
+                    by_contact.entry(c).or_default().push(rec);
+                }
+            }
+            batch
+                .into_iter()
+                .map(|d| {
+                    let items = by_contact.remove(&d.contact_id).unwrap_or_default();
+                    list(d, Some(items))
+                })
+                .collect()
+        }
+    }
+}
+
+/// Fetch records for a job whose answer could not be used: nothing is replaced.
+fn unreadable(job: Job) -> Vec<ContactList> {
+    match job {
+        Job::One(d) => vec![list(d, None)],
+        Job::Tasks(batch) => batch.into_iter().map(|d| list(d, None)).collect(),
     }
 }
 
@@ -367,11 +479,22 @@ fn list(due: Due, items: Option<Vec<Record>>) -> ContactList {
     }
 }
 
+/// Contacts per task search: enough to fill `BATCH_FILL` of a page at the mirrored ratio.
+fn batch_size(page_limit: u32, tasks_per_contact: f64) -> usize {
+    let fit = (f64::from(page_limit) * BATCH_FILL / tasks_per_contact.max(0.01)).floor();
+    (fit as usize).clamp(1, MAX_BATCH)
+}
+
 /// Whether bulk task search may be tried now.
 fn bulk_allowed(state: &SubState, now: i64) -> bool {
-    state.bulk_off_since_ms.is_none_or(|t| {
-        now.saturating_sub(t) >= i64::try_from(BULK_RETRY_AFTER.as_millis()).unwrap_or(i64::MAX)
-    })
+    state
+        .bulk_off_since_ms
+        .is_none_or(|t| now.saturating_sub(t) >= day_ms())
+}
+
+/// How long a refusal (bulk search, or a kind's lists) is remembered.
+fn day_ms() -> i64 {
+    i64::try_from(RETRY_REFUSED_AFTER.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// HighLevel answers a list request for a contact it does not know with 400 or 404.
@@ -411,5 +534,42 @@ mod tests {
         assert!(contact_gone(&rejected(400, "Contact not found")));
         assert!(!contact_gone(&rejected(400, "bad request")));
         assert!(!contact_gone(&rejected(422, "not found")));
+    }
+
+    #[test]
+    fn task_batches_fill_most_of_a_page() {
+        assert_eq!(batch_size(100, 2.0), 35);
+        assert_eq!(batch_size(100, 0.0), MAX_BATCH);
+        assert_eq!(batch_size(100, 500.0), 1);
+        assert_eq!(batch_size(25, 1.0), 17);
+    }
+
+    #[test]
+    fn a_batch_gives_every_contact_its_exact_list() {
+        let due = |c: &str| Due {
+            contact_id: c.into(),
+            kind: SubKind::Tasks,
+            updated_ms: Some(1),
+        };
+        let task = |id: &str, c: Option<&str>| Record {
+            id: id.into(),
+            contact_id: c.map(str::to_string),
+            raw: "{}".into(),
+        };
+        let out = lists(
+            Job::Tasks(vec![due("a"), due("b")]),
+            vec![
+                task("t1", Some("a")),
+                task("t2", Some("a")),
+                task("t3", None),
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].items.as_ref().map(Vec::len), Some(2));
+        assert_eq!(
+            out[1].items.as_ref().map(Vec::len),
+            Some(0),
+            "b has none now"
+        );
     }
 }

@@ -100,6 +100,8 @@ pub enum UpstreamError {
         "{endpoint}: not sent: this run's request budget of {limit} is spent (budget.run_requests / budget.daily_share); the next run continues"
     )]
     BudgetSpent { endpoint: &'static str, limit: u64 },
+    #[error("{endpoint}: abandoned: the run was asked to stop")]
+    Stopped { endpoint: &'static str },
     #[error(
         "{endpoint}: malformed response from HighLevel: {detail}; nothing from this page was stored"
     )]
@@ -118,6 +120,15 @@ impl UpstreamError {
                 | UpstreamError::Server { .. }
                 | UpstreamError::Timeout { .. }
                 | UpstreamError::Transport { .. }
+        )
+    }
+
+    /// An error about one request's answer (a 4xx, a body that does not parse), not about the
+    /// token or the connection: other requests may well succeed.
+    pub fn is_item_error(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Rejected { .. } | UpstreamError::Malformed { .. }
         )
     }
 
@@ -189,14 +200,18 @@ struct Inner {
     daily_remaining: AtomicI64,
 }
 
-/// What one run (or the whole client, before `for_run`) has spent.
+/// What one run (or the whole client, before `for_run`) has spent, and its stop signal.
 #[derive(Default)]
 struct Scope {
     requests: AtomicU64,
     retries: AtomicU64,
     rate_limited: AtomicU64,
     budget: Option<Budget>,
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
+
+/// How long a request in flight may still finish after a stop signal.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// A run's request allowance: at most `max_requests` HTTP requests (retries included), and at
 /// most `daily_share` of the daily quota HighLevel reported left when the run started.
@@ -277,16 +292,39 @@ impl Client {
         })
     }
 
-    /// A handle for one run: same connection, limiter and quota figure; its own counters and
-    /// optional budget.
-    pub fn for_run(&self, budget: Option<Budget>) -> Client {
+    /// A handle for one run: same connection, limiter and quota figure; its own counters,
+    /// optional budget, and optional stop signal. Once the signal is up, no request starts, none
+    /// is retried, and one in flight gets `STOP_GRACE` to finish before it is abandoned.
+    pub fn for_run(
+        &self,
+        budget: Option<Budget>,
+        stop: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> Client {
         Client {
             inner: self.inner.clone(),
             scope: Arc::new(Scope {
                 budget,
+                stop,
                 ..Scope::default()
             }),
         }
+    }
+
+    fn stopping(&self) -> bool {
+        self.scope.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Resolves once the stop signal is up, plus `grace`; never without a signal.
+    async fn stopped(&self, grace: Duration) {
+        let Some(mut stop) = self.scope.stop.clone() else {
+            return std::future::pending().await;
+        };
+        while !*stop.borrow_and_update() {
+            if stop.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+        tokio::time::sleep(grace).await;
     }
 
     pub fn budget(&self) -> Option<&Budget> {
@@ -387,14 +425,19 @@ impl Client {
         Ok(records(ep, &bytes, key)?.records)
     }
 
-    /// `POST /locations/:locationId/tasks/search`: one page of the location's tasks (every
-    /// contact, completed or not), `limit` from `skip`. Needs the `locations/tasks.readonly`
-    /// scope; without it HighLevel answers 401 or 403.
-    pub async fn search_tasks(&self, skip: u64, limit: u32) -> Result<Vec<Record>, UpstreamError> {
+    /// `POST /locations/:locationId/tasks/search` for the given contacts (completed or not):
+    /// one page of `limit` from `skip`. Needs the `locations/tasks.readonly` scope; without it
+    /// HighLevel answers 401 or 403.
+    pub async fn search_tasks(
+        &self,
+        contact_ids: &[&str],
+        skip: u64,
+        limit: u32,
+    ) -> Result<Vec<Record>, UpstreamError> {
         const EP: &str = "POST /locations/:locationId/tasks/search";
         let url =
             self.url_segments(&["locations", &self.inner.s.location_id, "tasks", "search"])?;
-        let body = serde_json::json!({"limit": limit, "skip": skip});
+        let body = serde_json::json!({"contactId": contact_ids, "limit": limit, "skip": skip});
         let bytes = self
             .send(EP, || self.inner.http.post(url.clone()).json(&body))
             .await?;
@@ -475,10 +518,16 @@ impl Client {
                     limit: b.limit(),
                 });
             }
-            self.inner.limiter.acquire().await;
+            tokio::select! {
+                () = self.inner.limiter.acquire() => {}
+                () = self.stopped(Duration::ZERO) => return Err(UpstreamError::Stopped { endpoint }),
+            }
             self.scope.requests.fetch_add(1, Ordering::Relaxed);
             let t = std::time::Instant::now();
-            let result = self.once(endpoint, build()).await;
+            let result = tokio::select! {
+                r = self.once(endpoint, build()) => r,
+                () = self.stopped(STOP_GRACE) => Err(UpstreamError::Stopped { endpoint }),
+            };
             tracing::debug!(
                 endpoint,
                 attempt,
@@ -494,7 +543,7 @@ impl Client {
                 self.scope.rate_limited.fetch_add(1, Ordering::Relaxed);
                 self.inner.limiter.pause(self.inner.limiter.interval());
             }
-            if !err.is_retryable() {
+            if !err.is_retryable() || self.stopping() {
                 return Err(err);
             }
             if attempt >= max_attempts {
@@ -505,7 +554,10 @@ impl Client {
             }
             self.scope.retries.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(endpoint, attempt, error = %err, "retrying");
-            tokio::time::sleep(self.backoff(attempt)).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.backoff(attempt)) => {}
+                () = self.stopped(Duration::ZERO) => return Err(err),
+            }
         }
     }
 

@@ -71,7 +71,7 @@ async fn a_revoked_token_mid_life_fails_the_next_run_clearly() {
     );
 }
 
-fn mock_settings(server: &MockServer) -> ClientSettings {
+pub fn mock_settings(server: &MockServer) -> ClientSettings {
     ClientSettings {
         base_url: server.uri().parse().unwrap(),
         api_version: "2021-07-28".into(),
