@@ -316,16 +316,24 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
             progress.observer(),
         );
         runs.push(tokio::spawn(async move {
-            let mut opts = opts;
-            // Contacts report progress; the other streams print their summary at the end.
+            // Contacts and sub-resources show progress bars; businesses are quick.
             let mut reports = Vec::new();
             if job == Job::All {
-                let c =
-                    sync_contacts(&store, &client, &opts.contacts, stop.clone(), Some(obs)).await;
+                let c = sync_contacts(
+                    &store,
+                    &client,
+                    &opts.contacts,
+                    stop.clone(),
+                    Some(obs.clone()),
+                )
+                .await;
                 reports.push(c);
             }
-            opts.contacts.force_full = false;
-            reports.extend(run_job(&store, &client, Job::Subresources, &opts, &stop).await);
+            if !opts.subs.kinds.is_empty() && !*stop.borrow() {
+                let s =
+                    sync_subresources(&store, &client, &opts.subs, stop.clone(), Some(obs)).await;
+                reports.push(s);
+            }
             reports.extend(run_job(&store, &client, Job::Businesses, &opts, &stop).await);
             reports
         }));
@@ -460,12 +468,19 @@ impl ProgressUi {
                 SyncEvent::Started { location, mode } => {
                     let bar = multi.add(ProgressBar::new(0));
                     let style = ProgressStyle::with_template(
-                        "{prefix} [{bar:30}] {pos}/{len} contacts {per_sec} {elapsed}",
+                        "{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} {elapsed}",
                     )
                     .unwrap_or_else(|_| ProgressStyle::default_bar());
                     bar.set_style(style);
                     bar.set_prefix(format!("{location} ({mode})"));
-                    bars.insert(location, bar);
+                    bar.set_message(if mode == "subresources" {
+                        "lists"
+                    } else {
+                        "contacts"
+                    });
+                    if let Some(old) = bars.insert(location, bar) {
+                        old.finish_and_clear();
+                    }
                 }
                 SyncEvent::Total { location, total } => {
                     if let Some(b) = bars
@@ -748,7 +763,7 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
         ..stream_options(&config, false).subs
     };
     let stop = tokio::sync::watch::channel(false).1;
-    let subs = sync_subresources(&store, &client, &subs_opts, stop.clone()).await;
+    let subs = sync_subresources(&store, &client, &subs_opts, stop.clone(), None).await;
     println!(
         "7. Tasks, notes, appointments with a budget of {DEMO_SUB_BUDGET} requests: {}",
         summary_line(&subs)

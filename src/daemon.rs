@@ -72,7 +72,7 @@ pub async fn run_job(
         reports.push(sync_contacts(store, client, &o, stop.clone(), None).await);
     }
     if subs && !*stop.borrow() {
-        reports.push(sync_subresources(store, client, &opts.subs, stop.clone()).await);
+        reports.push(sync_subresources(store, client, &opts.subs, stop.clone(), None).await);
     }
     if let Some(b) = opts.businesses.as_ref().filter(|_| businesses)
         && !*stop.borrow()

@@ -42,7 +42,8 @@ pub async fn sync_businesses(
     stop: StopSignal,
 ) -> SyncReport {
     let budget = Budget::new(opts.run_requests, opts.daily_share);
-    let ctx = match RunCtx::open(store, client, Stream::Businesses, Some(budget), stop).await {
+    let ctx = match RunCtx::open(store, client, Stream::Businesses, Some(budget), stop, None).await
+    {
         Ok(ctx) => ctx,
         Err(report) => return report,
     };

@@ -2,7 +2,10 @@
 //! `sync_runs`, its client scope (own counters, optional budget), stop checks, and store work on
 //! the blocking pool with the run's progress committed alongside.
 
-use super::{Halt, StopSignal, SyncError, SyncReport, blocking, close_run, halt_reason, open_run};
+use super::{
+    Halt, Observer, StopSignal, SyncError, SyncEvent, SyncReport, blocking, close_run, halt_reason,
+    open_run,
+};
 use crate::model::{RunProgress, Stream};
 use crate::store::{RunKey, Store, StoreError, StreamLock};
 use crate::upstream::{Budget, Client};
@@ -14,6 +17,7 @@ pub(super) struct RunCtx {
     pub stop: StopSignal,
     pub location: String,
     pub progress: RunProgress,
+    observer: Option<Observer>,
     stream: Stream,
     run_id: i64,
     started: Instant,
@@ -30,6 +34,7 @@ impl RunCtx {
         stream: Stream,
         budget: Option<Budget>,
         stop: StopSignal,
+        observer: Option<Observer>,
     ) -> Result<RunCtx, SyncReport> {
         let started = Instant::now();
         let location = client.location_id().to_string();
@@ -38,7 +43,14 @@ impl RunCtx {
             Ok(v) => v,
             Err(end) => return Err(report.ended(end, RunProgress::default(), started)),
         };
+        if let Some(obs) = &observer {
+            obs(SyncEvent::Started {
+                location: location.clone(),
+                mode: stream.as_str(),
+            });
+        }
         Ok(RunCtx {
+            observer,
             store: store.clone(),
             client: client.for_run(budget, Some(stop.clone())),
             stop,
@@ -65,6 +77,25 @@ impl RunCtx {
         match halt_reason(&self.stop, &self.client) {
             Some(why) => Err(Halt::Stopped(why)),
             None => Ok(()),
+        }
+    }
+
+    /// Tells the observer (a progress bar) how much there is to do, or that `n` more are done.
+    pub fn notify_total(&self, total: u64) {
+        if let Some(obs) = &self.observer {
+            obs(SyncEvent::Total {
+                location: self.location.clone(),
+                total,
+            });
+        }
+    }
+
+    pub fn notify_done(&self, n: u64) {
+        if let Some(obs) = &self.observer {
+            obs(SyncEvent::Page {
+                location: self.location.clone(),
+                contacts: n,
+            });
         }
     }
 

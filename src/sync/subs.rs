@@ -22,7 +22,7 @@
 //! during the rolling refresh has done its job and ends `success`.
 
 use super::run::RunCtx;
-use super::{Halt, StopSignal, SyncError, SyncReport};
+use super::{Halt, Observer, StopSignal, SyncError, SyncReport};
 use crate::model::{Record, Stream, SubKind, now_ms};
 use crate::store::{ContactList, Due, Store};
 use crate::upstream::{Budget, Client, UpstreamError};
@@ -143,9 +143,19 @@ pub async fn sync_subresources(
     client: &Client,
     opts: &SubOptions,
     stop: StopSignal,
+    observer: Option<Observer>,
 ) -> SyncReport {
     let budget = Budget::new(opts.run_requests, opts.daily_share);
-    let ctx = match RunCtx::open(store, client, Stream::Subresources, Some(budget), stop).await {
+    let ctx = match RunCtx::open(
+        store,
+        client,
+        Stream::Subresources,
+        Some(budget),
+        stop,
+        observer,
+    )
+    .await
+    {
         Ok(ctx) => ctx,
         Err(report) => return report,
     };
@@ -268,6 +278,8 @@ impl SubRun<'_> {
             if chunk.is_empty() {
                 return Ok(QueueEnd::Drained);
             }
+            self.ctx
+                .notify_total(self.ctx.progress.pages + chunk.len() as u64);
             if let Some(end) = self.fetch_chunk(chunk).await? {
                 return Ok(end);
             }
@@ -401,9 +413,11 @@ impl SubRun<'_> {
         if lists.is_empty() {
             return Ok(());
         }
+        let n = lists.len() as u64;
         self.ctx
             .commit(move |store, run, p| store.commit_lists(run, &lists, p))
             .await?;
+        self.ctx.notify_done(n);
         Ok(())
     }
 

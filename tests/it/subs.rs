@@ -26,7 +26,7 @@ fn stop() -> ghl_mirror::sync::StopSignal {
 
 impl Kit {
     async fn subs(&self, client: &Client, o: &SubOptions) -> ghl_mirror::sync::SyncReport {
-        sync_subresources(&self.store, client, o, stop()).await
+        sync_subresources(&self.store, client, o, stop(), None).await
     }
 
     /// Live items of `kind` in the mirror, per contact, sorted by id.
@@ -557,7 +557,7 @@ async fn one_unreadable_list_or_refused_kind_does_not_block_the_rest() {
     let c = ghl_mirror::sync::sync_contacts(&store, &client, &opts(), stop(), None).await;
     assert_success(&c);
     let o = sub_opts(false);
-    let r = sync_subresources(&store, &client, &o, stop()).await;
+    let r = sync_subresources(&store, &client, &o, stop(), None).await;
     assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
     let e = r.error.unwrap();
     assert!(
@@ -588,7 +588,7 @@ async fn one_unreadable_list_or_refused_kind_does_not_block_the_rest() {
     );
     // The next run neither retries the unreadable list nor asks for appointments again.
     let before = server.received_requests().await.unwrap().len();
-    let again = sync_subresources(&store, &client, &o, stop()).await;
+    let again = sync_subresources(&store, &client, &o, stop(), None).await;
     assert_success(&again);
     assert_eq!(server.received_requests().await.unwrap().len(), before);
 }
@@ -610,7 +610,7 @@ async fn a_stop_signal_abandons_a_hung_request_within_the_grace_period() {
     let t = std::time::Instant::now();
     let run = tokio::spawn({
         let store = k.store.clone();
-        async move { sync_subresources(&store, &slow, &sub_opts(false), rx).await }
+        async move { sync_subresources(&store, &slow, &sub_opts(false), rx, None).await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     tx.send(true).unwrap();
