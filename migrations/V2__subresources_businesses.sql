@@ -4,7 +4,8 @@
 -- Sub-resource rows keep HighLevel's exact JSON in `raw`; the typed columns are generated from it
 -- by SQLite (VIRTUAL: computed on read, indexable), so a field of an unexpected type never loses
 -- data and the writer has one code path for every kind. Timestamps the mirror sets are ISO-8601
--- UTC text like the contacts table's; `*_ms` columns are ms since the epoch.
+-- UTC text like the contacts table's; `*_ms` columns are ms since the epoch (NULL unless the
+-- value starts with a digit: SQLite refuses `unixepoch('now')` in a generated column).
 
 CREATE TABLE tasks (
     pk             INTEGER PRIMARY KEY,
@@ -21,7 +22,8 @@ CREATE TABLE tasks (
     assigned_to    TEXT GENERATED ALWAYS AS (json_extract(raw, '$.assignedTo')) VIRTUAL,
     due_date       TEXT GENERATED ALWAYS AS (json_extract(raw, '$.dueDate')) VIRTUAL,
     due_date_ms    INTEGER GENERATED ALWAYS AS
-        (CAST(unixepoch(json_extract(raw, '$.dueDate'), 'subsec') * 1000 AS INTEGER)) VIRTUAL,
+        (CASE WHEN json_extract(raw, '$.dueDate') GLOB '[0-9]*'
+              THEN CAST(unixepoch(json_extract(raw, '$.dueDate'), 'subsec') * 1000 AS INTEGER) END) VIRTUAL,
     completed      INTEGER GENERATED ALWAYS AS (json_extract(raw, '$.completed')) VIRTUAL,
     UNIQUE (location_id, id)
 );
@@ -67,9 +69,11 @@ CREATE TABLE appointments (
     start_time          TEXT GENERATED ALWAYS AS (json_extract(raw, '$.startTime')) VIRTUAL,
     end_time            TEXT GENERATED ALWAYS AS (json_extract(raw, '$.endTime')) VIRTUAL,
     start_ms            INTEGER GENERATED ALWAYS AS
-        (CAST(unixepoch(json_extract(raw, '$.startTime'), 'subsec') * 1000 AS INTEGER)) VIRTUAL,
+        (CASE WHEN json_extract(raw, '$.startTime') GLOB '[0-9]*'
+              THEN CAST(unixepoch(json_extract(raw, '$.startTime'), 'subsec') * 1000 AS INTEGER) END) VIRTUAL,
     end_ms              INTEGER GENERATED ALWAYS AS
-        (CAST(unixepoch(json_extract(raw, '$.endTime'), 'subsec') * 1000 AS INTEGER)) VIRTUAL,
+        (CASE WHEN json_extract(raw, '$.endTime') GLOB '[0-9]*'
+              THEN CAST(unixepoch(json_extract(raw, '$.endTime'), 'subsec') * 1000 AS INTEGER) END) VIRTUAL,
     date_updated        TEXT GENERATED ALWAYS AS (json_extract(raw, '$.dateUpdated')) VIRTUAL,
     UNIQUE (location_id, id)
 );

@@ -238,6 +238,9 @@ impl Store {
         let now = iso_from_ms(now_ms());
         let (counts, p) = self.write(|tx| {
             let mut total = RecordCounts::default();
+            let mut live = tx.prepare(
+                "SELECT 1 FROM contacts WHERE location_id = ?1 AND id = ?2 AND deleted_at IS NULL",
+            )?;
             for kind in SubKind::ALL {
                 let mine: Vec<&ContactList> = lists.iter().filter(|l| l.kind == kind).collect();
                 if mine.is_empty() {
@@ -252,6 +255,11 @@ impl Store {
                     table.name()
                 ))?;
                 for l in mine {
+                    // A contact tombstoned since its list was picked (a reconciling sweep ran
+                    // meanwhile) must not get live items back.
+                    if !live.exists(params![run.location, l.contact_id])? {
+                        continue;
+                    }
                     if let Some(items) = &l.items {
                         for rec in items {
                             let contact = rec.contact_id.as_deref().unwrap_or(&l.contact_id);

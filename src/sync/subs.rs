@@ -29,7 +29,7 @@ use crate::upstream::{Budget, Client, UpstreamError};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -119,8 +119,42 @@ enum Job {
     Tasks(Vec<Due>),
 }
 
+/// Where a job's answers come from, for counting failures in a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Source {
+    List(SubKind),
+    TaskSearch,
+}
+
+impl Job {
+    fn source(&self) -> Source {
+        match self {
+            Job::One(d) => Source::List(d.kind),
+            Job::Tasks(_) => Source::TaskSearch,
+        }
+    }
+
+    /// A batch in two halves; a batch of one becomes that contact's own (unpaged) list.
+    fn split(self) -> Vec<Job> {
+        match self {
+            Job::Tasks(mut batch) if batch.len() > 1 => {
+                let second = batch.split_off(batch.len() / 2);
+                vec![Job::Tasks(batch), Job::Tasks(second)]
+            }
+            Job::Tasks(mut batch) => batch.pop().map(Job::One).into_iter().collect(),
+            one @ Job::One(_) => vec![one],
+        }
+    }
+}
+
+/// A job's answer: the items, or a batch page that came back full.
+enum Answer {
+    Items(Vec<Record>),
+    Full,
+}
+
 /// What a job brought back.
-type JobResult = (Job, Result<Vec<Record>, UpstreamError>);
+type JobResult = (Job, Result<Answer, UpstreamError>);
 
 struct SubRun<'a> {
     ctx: RunCtx,
@@ -135,6 +169,8 @@ struct SubRun<'a> {
     newly_refused: Vec<SubKind>,
     bulk_refused: bool,
     refusal: Option<String>,
+    /// Failures in a row per source; a success of the same source resets it.
+    failing: HashMap<Source, u32>,
 }
 
 /// Runs one sub-resource sync of the client's location.
@@ -168,6 +204,7 @@ pub async fn sync_subresources(
         newly_refused: Vec::new(),
         bulk_refused: false,
         refusal: None,
+        failing: HashMap::new(),
     };
     let result = run.execute().await;
     run.ctx.close(result).await
@@ -210,7 +247,7 @@ impl SubRun<'_> {
         if !self.newly_refused.is_empty() {
             let kinds: Vec<&str> = self.newly_refused.iter().map(|k| k.as_str()).collect();
             return Err(Halt::Stopped(format!(
-                "HighLevel refused the token for {} lists ({}); they are skipped for a day and the other kinds went on. Check the token's scopes (contacts.readonly covers these lists) or drop them from subresources.kinds",
+                "the {} lists could not be read ({}); they are skipped for a day and the other kinds went on. If HighLevel refused the token, check its scopes (contacts.readonly covers these lists); otherwise drop them from subresources.kinds",
                 kinds.join(" and "),
                 self.refusal.as_deref().unwrap_or_default()
             )));
@@ -301,13 +338,12 @@ impl SubRun<'_> {
 
     /// Fetches one chunk of due lists. `Some(BudgetSpent)` when the budget ran out.
     async fn fetch_chunk(&mut self, chunk: Vec<Due>) -> Result<Option<QueueEnd>, Halt> {
-        let mut todo = self.jobs(chunk).into_iter();
+        let mut todo: VecDeque<Job> = self.jobs(chunk).into();
         let mut in_flight = FuturesUnordered::new();
         let mut done: Vec<ContactList> = Vec::new();
         let mut last_commit = Instant::now();
         let mut halt: Option<Halt> = None;
         let mut budget_spent = false;
-        let mut failures_in_a_row = 0u32;
         let mut dispatched = 0usize;
         loop {
             while halt.is_none()
@@ -318,7 +354,7 @@ impl SubRun<'_> {
                     halt = Some(h);
                     break;
                 }
-                let Some(job) = todo.find(|j| self.still_wanted(j)) else {
+                let Some(job) = next_wanted(&mut todo, |j| self.still_wanted(j)) else {
                     break;
                 };
                 dispatched += 1;
@@ -332,10 +368,12 @@ impl SubRun<'_> {
                 break;
             };
             match result {
-                Ok(items) => {
-                    failures_in_a_row = 0;
+                Ok(Answer::Items(items)) => {
+                    self.failing.remove(&job.source());
                     done.extend(lists(job, items));
                 }
+                // A full page may hide more: never page a batch (skip drifts), split it.
+                Ok(Answer::Full) => todo.extend(job.split()),
                 Err(UpstreamError::BudgetSpent { .. }) => budget_spent = true,
                 Err(e @ UpstreamError::Stopped { .. }) => {
                     halt.get_or_insert(Halt::from_upstream(e));
@@ -346,15 +384,23 @@ impl SubRun<'_> {
                     halt.get_or_insert(Halt::Failed(SyncError::Upstream(e)));
                 }
                 Err(e) if contact_gone(&e) || e.is_item_error() => {
+                    if let Job::Tasks(_) = job {
+                        // One bad item spoils a whole batch's answer: narrow it down.
+                        todo.extend(job.split());
+                        continue;
+                    }
                     // One list is gone or unreadable (malformed JSON, a 4xx): record the fetch
                     // without replacing anything, so it waits for its contact to change or for
-                    // the rolling refresh instead of blocking the queue.
+                    // the rolling refresh instead of blocking the queue. A kind that keeps
+                    // failing is broken as a whole: it is set aside like a refused one.
                     tracing::warn!(location = %self.ctx.location, error = %e, "list skipped; kept as it was");
                     self.ctx.progress.warnings += 1;
-                    done.extend(unreadable(job));
-                    failures_in_a_row += 1;
-                    if failures_in_a_row >= MAX_FAILURES_IN_A_ROW {
-                        halt.get_or_insert(Halt::Failed(SyncError::Upstream(e)));
+                    let failures = self.failing.entry(job.source()).or_default();
+                    *failures += 1;
+                    if *failures >= MAX_FAILURES_IN_A_ROW {
+                        self.refused(&job, &e);
+                    } else {
+                        done.extend(unreadable(job));
                     }
                 }
                 Err(e) => {
@@ -387,8 +433,8 @@ impl SubRun<'_> {
         }
     }
 
-    /// A 401/403 about scope: the bulk task search falls back to per-contact calls; a refused
-    /// kind is skipped for a day.
+    /// A 401/403 about scope, or a source that keeps failing: the bulk task search falls back
+    /// to per-contact calls; a kind is skipped for a day.
     fn refused(&mut self, job: &Job, e: &UpstreamError) {
         match job {
             Job::Tasks(_) => {
@@ -430,28 +476,35 @@ impl SubRun<'_> {
     }
 }
 
-/// Runs one job: a contact's list, or a batch's tasks page by page until a short page.
+/// Runs one job: a contact's list, or one page of a batch's tasks.
 async fn fetch(client: Client, job: Job, limit: u32) -> JobResult {
     let result = match &job {
-        Job::One(d) => client.contact_list(d.kind, &d.contact_id).await,
+        Job::One(d) => client
+            .contact_list(d.kind, &d.contact_id)
+            .await
+            .map(Answer::Items),
         Job::Tasks(batch) => {
             let ids: Vec<&str> = batch.iter().map(|d| d.contact_id.as_str()).collect();
-            let mut all = Vec::new();
-            loop {
-                match client.search_tasks(&ids, all.len() as u64, limit).await {
-                    Ok(page) => {
-                        let short = page.len() < limit as usize;
-                        all.extend(page);
-                        if short {
-                            break Ok(all);
-                        }
-                    }
-                    Err(e) => break Err(e),
+            client.search_tasks(&ids, 0, limit).await.map(|page| {
+                if page.len() >= limit as usize {
+                    Answer::Full
+                } else {
+                    Answer::Items(page)
                 }
-            }
+            })
         }
     };
     (job, result)
+}
+
+/// Pops the next job `wanted` accepts, dropping the others.
+fn next_wanted(todo: &mut VecDeque<Job>, wanted: impl Fn(&Job) -> bool) -> Option<Job> {
+    while let Some(job) = todo.pop_front() {
+        if wanted(&job) {
+            return Some(job);
+        }
+    }
+    None
 }
 
 /// The lists a job's items make: one per contact of the job (empty when it has none).
@@ -556,6 +609,21 @@ mod tests {
         assert_eq!(batch_size(100, 0.0), MAX_BATCH);
         assert_eq!(batch_size(100, 500.0), 1);
         assert_eq!(batch_size(25, 1.0), 17);
+    }
+
+    #[test]
+    fn a_batch_splits_down_to_single_contact_lists() {
+        let due = |c: &str| Due {
+            contact_id: c.into(),
+            kind: SubKind::Tasks,
+            updated_ms: None,
+        };
+        let halves = Job::Tasks(vec![due("a"), due("b"), due("c")]).split();
+        assert!(
+            matches!(&halves[..], [Job::Tasks(x), Job::Tasks(y)] if x.len() == 1 && y.len() == 2)
+        );
+        let one = Job::Tasks(vec![due("a")]).split();
+        assert!(matches!(&one[..], [Job::One(d)] if d.contact_id == "a"));
     }
 
     #[test]

@@ -510,6 +510,9 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if self.stopping() {
+                return Err(UpstreamError::Stopped { endpoint });
+            }
             if let Some(b) = &self.scope.budget
                 && !b.try_take()
             {
@@ -519,8 +522,9 @@ impl Client {
                 });
             }
             tokio::select! {
-                () = self.inner.limiter.acquire() => {}
+                biased;
                 () = self.stopped(Duration::ZERO) => return Err(UpstreamError::Stopped { endpoint }),
+                () = self.inner.limiter.acquire() => {}
             }
             self.scope.requests.fetch_add(1, Ordering::Relaxed);
             let t = std::time::Instant::now();
@@ -543,7 +547,10 @@ impl Client {
                 self.scope.rate_limited.fetch_add(1, Ordering::Relaxed);
                 self.inner.limiter.pause(self.inner.limiter.interval());
             }
-            if !err.is_retryable() || self.stopping() {
+            if self.stopping() && err.is_retryable() {
+                return Err(UpstreamError::Stopped { endpoint });
+            }
+            if !err.is_retryable() {
                 return Err(err);
             }
             if attempt >= max_attempts {
@@ -556,7 +563,7 @@ impl Client {
             tracing::debug!(endpoint, attempt, error = %err, "retrying");
             tokio::select! {
                 () = tokio::time::sleep(self.backoff(attempt)) => {}
-                () = self.stopped(Duration::ZERO) => return Err(err),
+                () = self.stopped(Duration::ZERO) => return Err(UpstreamError::Stopped { endpoint }),
             }
         }
     }

@@ -530,11 +530,17 @@ async fn poisoned_upstream() -> wiremock::MockServer {
             .respond_with(ResponseTemplate::new(200).set_body_json(notes))
             .mount(&server)
             .await;
+        // c1's own list has a due date SQLite cannot use in a generated column.
+        let due = if id == "c1" {
+            "now"
+        } else {
+            "2024-02-01T10:00:00.000Z"
+        };
         Mock::given(method("GET"))
             .and(path(format!("/contacts/{id}/tasks")))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                serde_json::json!({"tasks": [{"id": format!("t-{id}"), "title": "call", "contactId": id}]}),
-            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!(
+                {"tasks": [{"id": format!("t-{id}"), "title": "call", "contactId": id, "dueDate": due}]}
+            )))
             .mount(&server)
             .await;
         Mock::given(method("GET"))
@@ -545,7 +551,72 @@ async fn poisoned_upstream() -> wiremock::MockServer {
             .mount(&server)
             .await;
     }
+    // The task search spoils any batch that holds c1 with an item without an id.
+    Mock::given(method("POST"))
+        .and(path("/locations/loc1/tasks/search"))
+        .respond_with(|req: &wiremock::Request| {
+            let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+            let tasks: Vec<serde_json::Value> = body["contactId"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    let c = c.as_str().unwrap();
+                    if c == "c1" {
+                        serde_json::json!({"title": "no id", "contactId": c})
+                    } else {
+                        serde_json::json!({"id": format!("t-{c}"), "title": "call", "contactId": c,
+                                           "dueDate": "2024-02-01T10:00:00.000Z"})
+                    }
+                })
+                .collect();
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "tasks": tasks }))
+        })
+        .mount(&server)
+        .await;
     server
+}
+
+#[tokio::test]
+async fn a_bad_item_in_a_task_batch_is_narrowed_down_to_its_contact() {
+    let server = poisoned_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ghl_mirror::store::Store::open(&dir.path().join("m.db")).unwrap();
+    let client = Client::new(crate::errors::mock_settings(&server)).unwrap();
+    assert_success(&ghl_mirror::sync::sync_contacts(&store, &client, &opts(), stop(), None).await);
+    let o = SubOptions {
+        kinds: vec![SubKind::Tasks],
+        ..sub_opts(true)
+    };
+    let r = sync_subresources(&store, &client, &o, stop(), None).await;
+    assert_success(&r);
+    assert_eq!(r.progress.warnings, 0, "nothing was skipped");
+    let one = |sql: &str| -> String { store.query(sql, 1).unwrap().rows[0][0].clone().unwrap() };
+    assert_eq!(
+        one(
+            "SELECT group_concat(contact_id) FROM (SELECT contact_id FROM tasks WHERE deleted_at IS NULL ORDER BY 1)"
+        ),
+        "c1,c2,c3",
+        "c1's tasks came from its own list"
+    );
+    assert_eq!(
+        one("SELECT COUNT(*) FROM tasks WHERE due_date_ms IS NULL"),
+        "1",
+        "\"now\" is kept, not parsed"
+    );
+    let calls: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .filter(|p| p.contains("task"))
+        .collect();
+    // Halving: [c3 c2 c1] spoiled -> [c3] ok, [c2 c1] spoiled -> [c2] ok, [c1] spoiled -> its list.
+    let searches = calls.iter().filter(|c| c.starts_with("POST")).count();
+    assert_eq!(searches, 5, "{calls:?}");
+    let gets: Vec<&String> = calls.iter().filter(|c| c.starts_with("GET")).collect();
+    assert_eq!(gets, ["GET /contacts/c1/tasks"]);
 }
 
 #[tokio::test]
@@ -622,4 +693,111 @@ async fn a_stop_signal_abandons_a_hung_request_within_the_grace_period() {
     );
     assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
     assert!(r.error.unwrap().contains("stopped by signal"));
+}
+
+#[tokio::test]
+async fn a_kind_that_keeps_failing_is_set_aside_while_the_others_go_on() {
+    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let contacts: Vec<serde_json::Value> = (0..12)
+        .map(|i| {
+            serde_json::json!({"id": format!("c{i:02}"), "dateUpdated": "2024-01-01T00:00:00.000Z",
+                               "searchAfter": [i, format!("c{i:02}")]})
+        })
+        .collect();
+    Mock::given(method("POST"))
+        .and(path("/contacts/search"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"contacts": contacts})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/contacts/c[0-9]+/notes$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"notes": []})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/contacts/c[0-9]+/appointments$"))
+        .respond_with(ResponseTemplate::new(422).set_body_json(serde_json::json!(
+            {"statusCode": 422, "message": ["something changed"], "error": "Unprocessable Entity"}
+        )))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ghl_mirror::store::Store::open(&dir.path().join("m.db")).unwrap();
+    let client = Client::new(crate::errors::mock_settings(&server)).unwrap();
+    assert_success(&ghl_mirror::sync::sync_contacts(&store, &client, &opts(), stop(), None).await);
+    let o = SubOptions {
+        kinds: vec![SubKind::Notes, SubKind::Appointments],
+        ..sub_opts(false)
+    };
+    let r = sync_subresources(&store, &client, &o, stop(), None).await;
+    assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
+    let e = r.error.unwrap();
+    assert!(
+        e.contains("appointments lists could not be read") && e.contains("something changed"),
+        "{e}"
+    );
+    let one = |sql: &str| -> String { store.query(sql, 1).unwrap().rows[0][0].clone().unwrap() };
+    assert_eq!(
+        one("SELECT COUNT(*) FROM contact_fetches WHERE kind = 'notes'"),
+        "12"
+    );
+    let recorded: i64 = one("SELECT COUNT(*) FROM contact_fetches WHERE kind = 'appointments'")
+        .parse()
+        .unwrap();
+    assert!(
+        recorded < 5,
+        "a broken kind is not marked fetched for everyone: {recorded}"
+    );
+}
+
+#[tokio::test]
+async fn a_list_fetched_before_its_contact_was_tombstoned_is_not_brought_back() {
+    let k = kit(20).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    let id = k.sandbox.live_contact_ids(LOC)[0].clone();
+    // The sub-resource run picked the list and fetched it ...
+    let due = k.store.due_fetches(LOC, &[SubKind::Notes], 100).unwrap();
+    let picked = due.into_iter().find(|d| d.contact_id == id).unwrap();
+    let notes = vec![ghl_mirror::model::Record {
+        id: "n1".into(),
+        contact_id: Some(id.clone()),
+        raw: format!(r#"{{"id":"n1","contactId":"{id}","body":"late"}}"#),
+    }];
+    // ... meanwhile a reconciling sweep tombstoned the contact ...
+    assert!(k.sandbox.delete_contact(LOC, &id));
+    let full = ghl_mirror::sync::SyncOptions {
+        force_full: true,
+        ..opts()
+    };
+    assert_eq!(k.sync(&client, &full).await.progress.tombstoned, 1);
+    // ... and then the list is committed.
+    let run_id = k
+        .store
+        .begin_run(LOC, Stream::Subresources, "subresources")
+        .unwrap();
+    let run = ghl_mirror::store::RunKey {
+        location: LOC,
+        stream: Stream::Subresources,
+        run_id,
+    };
+    let list = ghl_mirror::store::ContactList {
+        contact_id: id.clone(),
+        kind: SubKind::Notes,
+        seen_updated_ms: picked.updated_ms,
+        items: Some(notes),
+    };
+    let mut p = ghl_mirror::model::RunProgress::default();
+    k.store.commit_lists(run, &[list], &mut p).unwrap();
+    assert_eq!(k.count("SELECT COUNT(*) FROM notes"), 0);
+    assert_eq!(
+        k.count(&format!(
+            "SELECT COUNT(*) FROM contact_fetches WHERE contact_id = '{id}'"
+        )),
+        0
+    );
 }
