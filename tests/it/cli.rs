@@ -331,3 +331,54 @@ async fn the_daemon_refuses_an_overlapping_sync_and_sigterm_stops_it_without_los
     k.assert_mirrors(LOC);
     k.assert_subs_mirror(LOC);
 }
+
+#[tokio::test]
+async fn status_shows_each_locations_health_when_one_token_is_revoked() {
+    let k = kit_with(SandboxConfig::new(5, seeds(&[60, 40]))).await;
+    k.sandbox.revoke_token(LOC2);
+    let p = k.dir.path().join("two.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[database]\npath = {:?}\n[upstream]\nbase_url = {:?}\n[upstream.rate_limit]\nburst_max = 10000\n\
+             [[locations]]\nid = \"{LOC}\"\ntoken_env = \"TEST_TOKEN\"\n\
+             [[locations]]\nid = \"{LOC2}\"\ntoken_env = \"TEST_TOKEN2\"\n",
+            k.dir.path().join("mirror.db").display().to_string(),
+            k.sandbox.base_url()
+        ),
+    )
+    .unwrap();
+    let mut c = bin();
+    c.arg("--config")
+        .arg(&p)
+        .arg("sync")
+        .env("TEST_TOKEN", TOKEN)
+        .env("TEST_TOKEN2", TOKEN2);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{LOC}: businesses sync success")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{LOC2}: full sync failed")),
+        "{stdout}"
+    );
+    let mut c = bin();
+    c.arg("--config")
+        .arg(&p)
+        .arg("status")
+        .env("TEST_TOKEN", TOKEN)
+        .env("TEST_TOKEN2", TOKEN2);
+    let out = run(c).await;
+    let s = text(&out.stdout);
+    assert!(
+        s.contains(&format!("location {LOC}: ok")),
+        "{s}{}",
+        text(&out.stderr)
+    );
+    assert!(s.contains(&format!("location {LOC2}: FAILING (")), "{s}");
+    assert!(s.contains("rejected the token"), "{s}");
+    k.assert_mirrors(LOC);
+}
