@@ -154,14 +154,18 @@ async fn run_async(cli: Cli) -> Result<ExitCode> {
             run_daemon_cmd(&config).await
         }
         Command::Status => {
-            let config = load_config(&cli)?;
+            let config = load_config_with(&cli, &NoTokensNeeded)?;
             run_status(&config).await
         }
     }
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
-    let mut config = Config::load(cli.config.as_deref(), &ProcessEnv)?;
+    load_config_with(cli, &ProcessEnv)
+}
+
+fn load_config_with(cli: &Cli, env: &dyn crate::config::Env) -> Result<Config> {
+    let mut config = Config::load(cli.config.as_deref(), env)?;
     if let Some(db) = &cli.db {
         config.database = db.clone();
     }
@@ -808,6 +812,18 @@ const DEMO_QUERIES: &[&str] = &[
     "SELECT b.name, COUNT(l.contact_id) AS contacts FROM businesses b LEFT JOIN business_contacts l ON l.location_id = b.location_id AND l.business_id = b.id GROUP BY b.pk ORDER BY contacts DESC",
     "SELECT stream, outcome, mode, pages, received, requests FROM sync_runs ORDER BY id",
 ];
+
+/// The environment for commands that only read the mirror (`status`): tokens that are not set
+/// do not matter.
+struct NoTokensNeeded;
+
+impl crate::config::Env for NoTokensNeeded {
+    fn var(&self, name: &str) -> Option<String> {
+        ProcessEnv
+            .var(name)
+            .or_else(|| (name != crate::config::DEFAULT_LOCATION_ENV).then(String::new))
+    }
+}
 
 struct DemoEnv(String);
 
