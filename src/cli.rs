@@ -8,8 +8,9 @@
 use crate::config::{Config, LocationConfig, ProcessEnv, Strategy, UpstreamConfig};
 use crate::daemon::{Job, Schedule, StreamOptions, run_daemon, run_job};
 use crate::model::{Outcome, iso_from_ms, ms_from_iso, now_ms};
+use crate::output::Format;
 use crate::sandbox::{LocationSeed, RateLimits, Sandbox, SandboxConfig};
-use crate::store::{QueryResult, Store};
+use crate::store::Store;
 use crate::sync::{
     BusinessOptions, ListStrategy, Observer, SubOptions, SyncEvent, SyncOptions, SyncReport,
     sync_businesses, sync_contacts, sync_subresources,
@@ -54,6 +55,8 @@ pub enum Command {
     Daemon,
     /// Show each location's and stream's last run, counts, watermark, quota and staleness.
     Status,
+    /// Run one read-only SQL query on the mirror (writes are refused).
+    Sql(SqlArgs),
     /// Run the simulated HighLevel API on 127.0.0.1 until Ctrl-C.
     Sandbox(SandboxArgs),
     /// Start a sandbox in-process, sync it, apply churn, sync again, and show what changed.
@@ -81,6 +84,18 @@ pub enum StreamArg {
     Contacts,
     Subresources,
     Businesses,
+}
+
+#[derive(Args, Debug)]
+pub struct SqlArgs {
+    /// One SQL statement, e.g. "SELECT name, email FROM contacts WHERE deleted_at IS NULL".
+    pub query: String,
+    /// Output: an aligned table, a JSON array, one JSON object per line, or CSV.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// At most this many rows (a note on stderr says when more were left out).
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: usize,
 }
 
 #[derive(Args, Debug)]
@@ -156,6 +171,10 @@ async fn run_async(cli: Cli) -> Result<ExitCode> {
         Command::Status => {
             let config = load_config_with(&cli, &NoTokensNeeded)?;
             run_status(&config).await
+        }
+        Command::Sql(a) => {
+            let config = load_config_with(&cli, &NoTokensNeeded)?;
+            run_sql(&config, a)
         }
     }
 }
@@ -627,6 +646,29 @@ async fn run_status(config: &Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn run_sql(config: &Config, a: &SqlArgs) -> Result<ExitCode> {
+    if !config.database.exists() {
+        bail!(
+            "no mirror at {}: run `ghl-mirror sync` first (or pass --db / set database.path)",
+            config.database.display()
+        );
+    }
+    let store = open_store(&config.database)?;
+    let table = store.query_table(&a.query, a.limit).map_err(|e| match e {
+        crate::store::StoreError::Sqlite { source, .. } => anyhow::anyhow!(
+            "the query failed: {source}. Tables and views are listed by `ghl-mirror sql \"SELECT name, type FROM sqlite_schema\"`"
+        ),
+        e => e.into(),
+    })?;
+    let mut out = std::io::stdout().lock();
+    crate::output::write(&mut out, &table, a.format).context("cannot write the results")?;
+    out.flush().context("cannot write the results")?;
+    if table.truncated {
+        eprintln!("(only the first {} rows; raise --limit for more)", a.limit);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A location's health from the last run of each stream: the worst of them, with its error.
 fn health(streams: &[crate::store::StreamStatus]) -> String {
     let last = |outcome: &str| {
@@ -780,12 +822,12 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
     println!("9. Example queries, answered locally with zero API requests:");
     for sql in DEMO_QUERIES {
         let t = Instant::now();
-        let res = store.query(sql, 5)?;
+        let res = store.query_table(sql, 5)?;
         println!(
             "\n   {sql}   -- {:.2} ms",
             t.elapsed().as_secs_f64() * 1000.0
         );
-        print_table(&res, "   ");
+        crate::output::write_text(&mut std::io::stdout(), &res, "   ")?;
     }
     sandbox.shutdown().await;
     let ok = [&full, &incr, &recon, &biz]
@@ -830,33 +872,5 @@ struct DemoEnv(String);
 impl crate::config::Env for DemoEnv {
     fn var(&self, name: &str) -> Option<String> {
         (name == "GHL_MIRROR_DEMO_TOKEN").then(|| self.0.clone())
-    }
-}
-
-fn print_table(res: &QueryResult, indent: &str) {
-    let cell = |v: &Option<String>| -> String {
-        let s = v.as_deref().unwrap_or("NULL");
-        if s.chars().count() > 40 {
-            format!("{}…", s.chars().take(39).collect::<String>())
-        } else {
-            s.to_string()
-        }
-    };
-    let mut widths: Vec<usize> = res.columns.iter().map(|c| c.chars().count()).collect();
-    for r in &res.rows {
-        for (i, v) in r.iter().enumerate() {
-            widths[i] = widths[i].max(cell(v).chars().count());
-        }
-    }
-    let line = |vals: Vec<String>| -> String {
-        vals.iter()
-            .enumerate()
-            .map(|(i, v)| format!("{v:<w$}", w = widths[i]))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
-    println!("{indent}{}", line(res.columns.clone()));
-    for r in &res.rows {
-        println!("{indent}{}", line(r.iter().map(cell).collect()));
     }
 }

@@ -11,6 +11,7 @@
 //!   both ends, commits page by page, reconciles deletes), sub-resources (tasks, notes,
 //!   appointments within a request budget) and businesses.
 //! - `daemon`   jobs (which streams a run covers) and the cron scheduler that runs them.
+//! - `output`   query results as a text table, JSON, NDJSON or CSV.
 //! - `sandbox`  a simulated HighLevel API on loopback for the demo, tests and benchmarks.
 //! - `cli`      clap commands; the composition root that wires the parts together.
 //!
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod model;
+pub mod output;
 pub mod sandbox;
 pub mod store;
 pub mod sync;

@@ -47,6 +47,10 @@ pub enum StoreError {
         stream: String,
         detail: String,
     },
+    #[error(
+        "the mirror is opened read-only here: only SELECT (and read-only PRAGMAs) can run; it is written by `ghl-mirror sync` alone"
+    )]
+    ReadOnly,
     #[error("cannot encode sync state: {0}")]
     Encode(String),
     #[error("cannot use the run lock file {path}: {source}; check that its directory is writable")]
@@ -429,14 +433,22 @@ impl Store {
     }
 
     /// Runs one read-only SQL statement and returns its column names and up to `limit` rows,
-    /// each value rendered as text (NULL as `None`). Writes are refused by SQLite itself
-    /// (`PRAGMA query_only`).
+    /// each value rendered as text (NULL as `None`); see [`Store::query_table`].
     pub fn query(&self, sql: &str, limit: usize) -> Result<QueryResult, StoreError> {
-        let conn = self.conn()?;
-        self.sql(conn.execute_batch("PRAGMA query_only = ON"))?;
-        let result = self.sql(run_query(&conn, sql, limit));
-        self.sql(conn.execute_batch("PRAGMA query_only = OFF"))?;
-        result
+        let table = self.query_table(sql, limit)?;
+        let text = |v: serde_json::Value| match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s),
+            v => Some(v.to_string()),
+        };
+        Ok(QueryResult {
+            columns: table.columns,
+            rows: table
+                .rows
+                .into_iter()
+                .map(|r| r.into_iter().map(text).collect())
+                .collect(),
+        })
     }
 
     /// The most recent runs of a (location, stream), newest first.
@@ -514,36 +526,71 @@ impl Store {
     }
 }
 
-/// Columns and rows of a read-only query.
+/// Columns and typed rows of a read-only query (integers and reals as JSON numbers, text as
+/// strings, blobs as `"<N bytes>"`), and whether more rows were left out.
 #[derive(Clone, Debug, Default)]
-pub struct QueryResult {
+pub struct Table {
     pub columns: Vec<String>,
-    pub rows: Vec<Vec<Option<String>>>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    pub truncated: bool,
 }
 
-fn run_query(conn: &Connection, sql: &str, limit: usize) -> rusqlite::Result<QueryResult> {
+impl Store {
+    /// Runs one read-only SQL statement and returns up to `limit` typed rows. Writes are refused
+    /// by SQLite itself (`PRAGMA query_only`), with [`StoreError::ReadOnly`].
+    pub fn query_table(&self, sql: &str, limit: usize) -> Result<Table, StoreError> {
+        let conn = self.conn()?;
+        self.sql(conn.execute_batch("PRAGMA query_only = ON"))?;
+        let result = run_table(&conn, sql, limit);
+        self.sql(conn.execute_batch("PRAGMA query_only = OFF"))?;
+        result.map_err(|source| match source {
+            rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::ReadOnly => {
+                StoreError::ReadOnly
+            }
+            source => StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            },
+        })
+    }
+}
+
+fn run_table(conn: &Connection, sql: &str, limit: usize) -> rusqlite::Result<Table> {
+    use rusqlite::types::ValueRef;
     let mut st = conn.prepare(sql)?;
     let columns: Vec<String> = st.column_names().iter().map(|c| c.to_string()).collect();
     let n = columns.len();
-    let mut rows = Vec::new();
+    let mut table = Table {
+        columns,
+        ..Table::default()
+    };
     let mut q = st.query([])?;
     while let Some(r) = q.next()? {
-        if rows.len() >= limit {
+        if table.rows.len() >= limit {
+            table.truncated = true;
             break;
         }
         let mut row = Vec::with_capacity(n);
         for i in 0..n {
             row.push(match r.get_ref(i)? {
-                rusqlite::types::ValueRef::Null => None,
-                rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
-                rusqlite::types::ValueRef::Real(v) => Some(v.to_string()),
-                rusqlite::types::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
-                rusqlite::types::ValueRef::Blob(b) => Some(format!("<{} bytes>", b.len())),
+                ValueRef::Null => serde_json::Value::Null,
+                ValueRef::Integer(v) => v.into(),
+                ValueRef::Real(v) => serde_json::Number::from_f64(v)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
+                ValueRef::Blob(b) => format!("<{} bytes>", b.len()).into(),
             });
         }
-        rows.push(row);
+        table.rows.push(row);
     }
-    Ok(QueryResult { columns, rows })
+    Ok(table)
+}
+
+/// Columns and rows of a read-only query.
+#[derive(Clone, Debug, Default)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
 }
 
 const RUN_COLUMNS: &str = "id, mode, started_at, ended_at, outcome, pages, received, inserted, \
@@ -827,7 +874,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();
         let e = store.query("DELETE FROM contacts", 1).unwrap_err();
-        assert!(e.to_string().contains("readonly"), "{e}");
+        assert!(matches!(e, StoreError::ReadOnly), "{e}");
+        let e = store.query_table("INSERT INTO locations (id) VALUES ('x')", 1).unwrap_err();
+        assert!(e.to_string().contains("only SELECT"), "{e}");
         assert!(store.query("SELECT COUNT(*) FROM contacts", 1).is_ok());
     }
 }

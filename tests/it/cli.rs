@@ -379,3 +379,70 @@ async fn status_shows_each_locations_health_when_one_token_is_revoked() {
     assert!(s.contains("rejected the token"), "{s}");
     k.assert_mirrors(LOC);
 }
+
+#[tokio::test]
+async fn sql_answers_in_every_format_and_refuses_writes() {
+    let k = kit(30).await;
+    let cfg = write_config(k.dir.path(), &k.sandbox.base_url(), CONTACTS_ONLY);
+    assert_eq!(ghl(&cfg, "sync", TOKEN).await.status.code(), Some(0));
+    let sql = |args: &[&str]| {
+        let mut c = bin();
+        c.arg("--config").arg(&cfg).arg("sql").args(args);
+        run(c)
+    };
+    let q = "SELECT id, dnd, date_updated_ms FROM contacts ORDER BY id LIMIT 3";
+    let out = sql(&[q, "--format", "ndjson"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines[0]["date_updated_ms"].is_i64(),
+        "typed values: {}",
+        lines[0]
+    );
+    let ids = k.store.live_contact_ids(LOC).unwrap();
+    assert_eq!(lines[0]["id"], ids[0].as_str());
+
+    let out = sql(&[q, "--format", "csv"]).await;
+    let csv = text(&out.stdout);
+    assert!(csv.starts_with("id,dnd,date_updated_ms\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 4);
+    let out = sql(&[q, "--format", "json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    let out = sql(&["SELECT COUNT(*) AS n FROM contacts"]).await;
+    assert_eq!(text(&out.stdout), "n\n30\n");
+
+    let out = sql(&["SELECT id FROM contacts", "--limit", "2", "--format", "csv"]).await;
+    assert_eq!(text(&out.stdout).lines().count(), 3);
+    assert!(
+        text(&out.stderr).contains("only the first 2 rows"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = sql(&["DELETE FROM contacts"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("only SELECT"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = sql(&["SELEKT 1"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("the query failed") && e.contains("syntax error"),
+        "{e}"
+    );
+    let out = sql(&["SELECT 1", "--format", "xml"]).await;
+    assert_eq!(out.status.code(), Some(2), "clap names the allowed formats");
+    assert_eq!(
+        k.count("SELECT COUNT(*) FROM contacts"),
+        30,
+        "nothing was deleted"
+    );
+}
