@@ -875,7 +875,9 @@ mod tests {
         let store = Store::open(&dir.path().join("t.db")).unwrap();
         let e = store.query("DELETE FROM contacts", 1).unwrap_err();
         assert!(matches!(e, StoreError::ReadOnly), "{e}");
-        let e = store.query_table("INSERT INTO locations (id) VALUES ('x')", 1).unwrap_err();
+        let e = store
+            .query_table("INSERT INTO locations (id) VALUES ('x')", 1)
+            .unwrap_err();
         assert!(e.to_string().contains("only SELECT"), "{e}");
         assert!(store.query("SELECT COUNT(*) FROM contacts", 1).is_ok());
     }

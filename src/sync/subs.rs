@@ -229,6 +229,16 @@ impl SubRun<'_> {
             .await?
             .unwrap_or(DEFAULT_TASKS_PER_CONTACT);
         self.batch = batch_size(self.opts.bulk_page_limit, per_contact);
+        if self.active().is_empty() {
+            return Err(Halt::Stopped(format!(
+                "every configured kind ({}) was set aside within the last day after HighLevel refused or failed it; see the previous runs' errors. Nothing was fetched",
+                self.refused
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let result = self.refresh(now).await;
         // Refusals seen during this run are remembered even if the run stops.
         if !self.newly_refused.is_empty() || self.bulk_refused {
@@ -383,10 +393,24 @@ impl SubRun<'_> {
                     // The token itself (or the Version header) is the problem: nothing will work.
                     halt.get_or_insert(Halt::Failed(SyncError::Upstream(e)));
                 }
+                Err(e) if contact_gone(&e) && matches!(job, Job::One(_)) => {
+                    // Deleted upstream, not yet reconciled: nothing is wrong with the kind.
+                    tracing::info!(location = %self.ctx.location, error = %e, "contact unknown upstream; its list is kept until a reconciling sweep");
+                    done.extend(unreadable(job));
+                }
                 Err(e) if contact_gone(&e) || e.is_item_error() => {
+                    let failures = self.failing.entry(job.source()).or_default();
+                    *failures += 1;
+                    let broken = *failures >= MAX_FAILURES_IN_A_ROW;
                     if let Job::Tasks(_) = job {
-                        // One bad item spoils a whole batch's answer: narrow it down.
-                        todo.extend(job.split());
+                        // One bad item spoils a whole batch's answer: narrow it down, unless
+                        // the search keeps failing whatever it is asked (then tasks go per
+                        // contact, and these come back one by one).
+                        if broken {
+                            self.refused(&job, &e);
+                        } else {
+                            todo.extend(job.split());
+                        }
                         continue;
                     }
                     // One list is gone or unreadable (malformed JSON, a 4xx): record the fetch
@@ -395,9 +419,7 @@ impl SubRun<'_> {
                     // failing is broken as a whole: it is set aside like a refused one.
                     tracing::warn!(location = %self.ctx.location, error = %e, "list skipped; kept as it was");
                     self.ctx.progress.warnings += 1;
-                    let failures = self.failing.entry(job.source()).or_default();
-                    *failures += 1;
-                    if *failures >= MAX_FAILURES_IN_A_ROW {
+                    if broken {
                         self.refused(&job, &e);
                     } else {
                         done.extend(unreadable(job));

@@ -801,3 +801,89 @@ async fn a_list_fetched_before_its_contact_was_tombstoned_is_not_brought_back() 
         0
     );
 }
+
+#[tokio::test]
+async fn contacts_deleted_upstream_do_not_set_a_kind_aside() {
+    let k = kit(40).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    // The six most recently updated contacts (the head of the due queue) are deleted upstream;
+    // no reconciling sweep has run yet.
+    let newest = k
+        .store
+        .query(
+            "SELECT id FROM contacts ORDER BY date_updated_ms DESC, id DESC LIMIT 6",
+            6,
+        )
+        .unwrap()
+        .rows;
+    for row in &newest {
+        assert!(k.sandbox.delete_contact(LOC, row[0].as_deref().unwrap()));
+    }
+    let r = k.subs(&client, &sub_opts(false)).await;
+    assert_success(&r);
+    let state: Option<SubState> = k.store.load_json_state(LOC, Stream::Subresources).unwrap();
+    assert!(state.is_none_or(|s| s.kinds_off_since_ms.is_empty()));
+    k.assert_subs_mirror(LOC);
+}
+
+#[tokio::test]
+async fn a_task_search_that_always_fails_is_switched_off() {
+    use wiremock::matchers::{method, path, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let contacts: Vec<serde_json::Value> = (0..40)
+        .map(|i| {
+            serde_json::json!({"id": format!("c{i:02}"), "dateUpdated": "2024-01-01T00:00:00.000Z",
+                               "searchAfter": [i, format!("c{i:02}")]})
+        })
+        .collect();
+    Mock::given(method("POST"))
+        .and(path("/contacts/search"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"contacts": contacts})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/locations/loc1/tasks/search"))
+        .respond_with(ResponseTemplate::new(422).set_body_json(serde_json::json!(
+            {"statusCode": 422, "message": ["property contactId should not exist"], "error": "Unprocessable Entity"}
+        )))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/contacts/c[0-9]+/tasks$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"tasks": []})))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ghl_mirror::store::Store::open(&dir.path().join("m.db")).unwrap();
+    let client = Client::new(crate::errors::mock_settings(&server)).unwrap();
+    assert_success(&ghl_mirror::sync::sync_contacts(&store, &client, &opts(), stop(), None).await);
+    let o = SubOptions {
+        kinds: vec![SubKind::Tasks],
+        ..sub_opts(true)
+    };
+    let r = sync_subresources(&store, &client, &o, stop(), None).await;
+    assert_success(&r);
+    let calls = server.received_requests().await.unwrap();
+    let searches = calls
+        .iter()
+        .filter(|c| c.url.path().ends_with("/tasks/search"))
+        .count();
+    let gets = calls
+        .iter()
+        .filter(|c| c.url.path().ends_with("/tasks"))
+        .count();
+    assert!(
+        searches <= 6,
+        "switched off after a few failures: {searches}"
+    );
+    assert_eq!(gets, 40);
+    let state: SubState = store
+        .load_json_state("loc1", Stream::Subresources)
+        .unwrap()
+        .unwrap();
+    assert!(state.bulk_off_since_ms.is_some());
+}
