@@ -887,3 +887,68 @@ async fn a_task_search_that_always_fails_is_switched_off() {
         .unwrap();
     assert!(state.bulk_off_since_ms.is_some());
 }
+
+#[tokio::test]
+async fn reporting_views_flatten_only_what_exists_upstream() {
+    let k = kit(150).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    assert_success(&k.subs(&client, &sub_opts(true)).await);
+    assert_success(&sync_businesses(&k.store, &client, &BusinessOptions::default(), stop()).await);
+    let gone = k.sandbox.live_contact_ids(LOC)[0].clone();
+    assert!(k.sandbox.delete_contact(LOC, &gone));
+    let full = ghl_mirror::sync::SyncOptions {
+        force_full: true,
+        ..opts()
+    };
+    assert_success(&k.sync(&client, &full).await);
+
+    assert_eq!(k.count("SELECT COUNT(*) FROM live_contacts"), 149);
+    assert_eq!(
+        k.count(&format!(
+            "SELECT COUNT(*) FROM live_contacts WHERE id = '{gone}'"
+        )),
+        0
+    );
+    // Every count in the flat view agrees with the sandbox.
+    let upstream_open: usize = k
+        .sandbox
+        .live_contact_ids(LOC)
+        .iter()
+        .map(|id| {
+            k.sandbox
+                .tasks_json(LOC, id)
+                .unwrap()
+                .iter()
+                .filter(|t| t["completed"] == false)
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        k.count("SELECT SUM(open_tasks) FROM live_contacts") as usize,
+        upstream_open
+    );
+    assert_eq!(
+        k.count("SELECT COUNT(*) FROM open_tasks") as usize,
+        upstream_open
+    );
+    let upstream_notes: usize = k
+        .sandbox
+        .live_contact_ids(LOC)
+        .iter()
+        .map(|id| k.sandbox.notes_json(LOC, id).unwrap().len())
+        .sum();
+    assert_eq!(
+        k.count("SELECT SUM(notes) FROM live_contacts") as usize,
+        upstream_notes
+    );
+    assert!(k.count("SELECT COUNT(*) FROM live_contacts WHERE business_name IS NOT NULL") > 0);
+    assert!(k.count("SELECT COUNT(*) FROM live_contacts WHERE tags LIKE '%, %'") > 0);
+    assert_eq!(
+        k.count(
+            "SELECT COUNT(*) FROM upcoming_appointments WHERE start_ms < unixepoch('now') * 1000"
+        ),
+        0
+    );
+    assert!(k.count("SELECT COUNT(*) FROM live_custom_values") > 0);
+}
