@@ -6,7 +6,7 @@
 //! or it was skipped because another run of the same location holds its lock).
 
 use crate::config::{Config, LocationConfig, ProcessEnv, Strategy, UpstreamConfig};
-use crate::daemon::{Job, Schedule, StreamOptions, run_daemon, run_job};
+use crate::daemon::{Job, StreamOptions, run_daemon, run_job};
 use crate::model::{Outcome, iso_from_ms, ms_from_iso, now_ms};
 use crate::output::Format;
 use crate::sandbox::{LocationSeed, RateLimits, Sandbox, SandboxConfig};
@@ -322,11 +322,7 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
     if !wants(StreamArg::Businesses) {
         opts.businesses = None;
     }
-    let job = if wants(StreamArg::Contacts) {
-        Job::All
-    } else {
-        Job::Subresources
-    };
+    let contacts = wants(StreamArg::Contacts);
     let stop = stop_on_signals();
     let progress = ProgressUi::new(std::io::stderr().is_terminal());
     let mut runs = Vec::new();
@@ -341,7 +337,7 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
         runs.push(tokio::spawn(async move {
             // Contacts and sub-resources show progress bars; businesses are quick.
             let mut reports = Vec::new();
-            if job == Job::All {
+            if contacts {
                 let c = sync_contacts(
                     &store,
                     &client,
@@ -385,14 +381,7 @@ async fn run_daemon_cmd(config: &Config) -> Result<ExitCode> {
         store.ensure_location(&l.id, l.name.as_deref())?;
         clients.push(client_for(&config.upstream, l)?);
     }
-    let sc = &config.schedule;
-    let schedule = Schedule {
-        contacts: sc.contacts.clone(),
-        subresources: sc.subresources.clone(),
-        businesses: sc.businesses.clone(),
-        reconcile: sc.reconcile.clone(),
-        run_at_start: sc.run_at_start,
-    };
+    let schedule = &config.schedule;
     eprintln!(
         "ghl-mirror daemon: {} location(s) into {}; schedules: contacts {:?}, subresources {:?}, businesses {:?}, reconcile {:?}; SIGINT/SIGTERM stops it",
         config.locations.len(),
@@ -411,7 +400,7 @@ async fn run_daemon_cmd(config: &Config) -> Result<ExitCode> {
         store,
         clients,
         stream_options(config, false),
-        &schedule,
+        schedule,
         stop,
         on_report,
     )

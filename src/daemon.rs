@@ -7,6 +7,7 @@
 //! scheduler stops ticking, every run stops issuing requests, commits what arrived and ends
 //! `partial`, and the daemon exits once they have.
 
+use crate::config::ScheduleConfig;
 use crate::store::Store;
 use crate::sync::{
     BusinessOptions, StopSignal, SubOptions, SyncOptions, SyncReport, sync_businesses,
@@ -82,17 +83,6 @@ pub async fn run_job(
     reports
 }
 
-/// The cron expression of each job (`None` = off).
-#[derive(Clone, Debug, Default)]
-pub struct Schedule {
-    pub contacts: Option<String>,
-    pub subresources: Option<String>,
-    pub businesses: Option<String>,
-    pub reconcile: Option<String>,
-    /// Run every stream once at start, before the first tick.
-    pub run_at_start: bool,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("scheduler: {0}")]
@@ -160,7 +150,7 @@ pub async fn run_daemon(
     store: Store,
     clients: Vec<Client>,
     opts: StreamOptions,
-    schedule: &Schedule,
+    schedule: &ScheduleConfig,
     stop: StopSignal,
     on_report: OnReport,
 ) -> Result<(), DaemonError> {

@@ -96,18 +96,12 @@ pub enum Stream {
 }
 
 impl Stream {
-    pub const ALL: [Stream; 3] = [Stream::Contacts, Stream::Subresources, Stream::Businesses];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Stream::Contacts => "contacts",
             Stream::Subresources => "subresources",
             Stream::Businesses => "businesses",
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Stream> {
-        Stream::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 

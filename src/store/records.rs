@@ -60,9 +60,6 @@ pub struct RecordCounts {
     pub updated: u64,
     pub unchanged: u64,
     pub tombstoned: u64,
-    /// Items dropped because they name no contact (kept nowhere: there is nothing to attach
-    /// them to).
-    pub skipped: u64,
 }
 
 impl RecordCounts {
@@ -71,7 +68,6 @@ impl RecordCounts {
         p.updated += self.updated;
         p.unchanged += self.unchanged;
         p.tombstoned += self.tombstoned;
-        p.warnings += self.skipped;
     }
 }
 

@@ -144,6 +144,9 @@ struct Run<'a> {
 /// Contacts committed between background WAL checkpoints (about 10-20 MB of WAL).
 const CHECKPOINT_EVERY: u64 = 10_000;
 
+/// Why a run stopped on a signal.
+const STOPPED: &str = "stopped by signal; what arrived is saved and the next run continues";
+
 /// Why a pass ended before completing.
 enum Halt {
     Stopped(String),
@@ -154,9 +157,7 @@ impl Halt {
     /// A request abandoned because of a stop signal stops the run; any other error fails it.
     fn from_upstream(e: UpstreamError) -> Halt {
         match e {
-            UpstreamError::Stopped { .. } => Halt::Stopped(
-                "stopped by signal; what arrived is saved and the next run continues".into(),
-            ),
+            UpstreamError::Stopped { .. } => Halt::Stopped(STOPPED.into()),
             e => Halt::Failed(e.into()),
         }
     }
@@ -821,7 +822,7 @@ fn legacy_cursor(page: &ContactsPage) -> Option<SortKey> {
 /// the daily reset).
 fn halt_reason(stop: &StopSignal, client: &Client) -> Option<String> {
     if *stop.borrow() {
-        return Some("stopped by signal; what arrived is saved and the next run continues".into());
+        return Some(STOPPED.into());
     }
     if client.counters().requests > 0 && client.quota_low() {
         return Some(format!(

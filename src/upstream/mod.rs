@@ -261,11 +261,6 @@ impl Budget {
     pub fn limit(&self) -> u64 {
         self.limit.load(Ordering::Acquire)
     }
-
-    /// True when no request is left.
-    pub fn spent(&self) -> bool {
-        self.used() >= self.limit()
-    }
 }
 
 impl Client {
@@ -760,7 +755,7 @@ mod tests {
         assert!(b.try_take() && b.try_take() && b.try_take());
         assert!(!b.try_take());
         assert_eq!(b.used(), 3);
-        assert!(b.spent());
+        assert_eq!(b.limit(), 3, "nothing is left");
     }
 
     #[test]

@@ -503,22 +503,53 @@ async fn a_deleted_contact_takes_its_lists_and_links_with_it() {
     k.assert_subs_mirror(LOC);
 }
 
+/// A mock HighLevel whose contacts search returns contacts with these ids, in this order.
+async fn mock_location(ids: &[String]) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let contacts: Vec<serde_json::Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            serde_json::json!({"id": id, "locationId": "loc1", "dateUpdated": "2024-01-01T00:00:00.000Z",
+                               "searchAfter": [i + 1, id]})
+        })
+        .collect();
+    Mock::given(method("POST"))
+        .and(path("/contacts/search"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"contacts": contacts, "total": ids.len()})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// Ids `c00`, `c01`, ... for `n` contacts.
+fn contact_ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("c{i:02}")).collect()
+}
+
+/// A fresh mirror of the mock location's contacts, and a client for it.
+async fn mirror_of(
+    server: &wiremock::MockServer,
+) -> (tempfile::TempDir, ghl_mirror::store::Store, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ghl_mirror::store::Store::open(&dir.path().join("m.db")).unwrap();
+    let client = Client::new(crate::errors::mock_settings(server)).unwrap();
+    assert_success(&ghl_mirror::sync::sync_contacts(&store, &client, &opts(), stop(), None).await);
+    (dir, store, client)
+}
+
 /// A location with three contacts on a mock HighLevel: `c1`'s notes are malformed, the
 /// appointments endpoint refuses the token's scope, everything else answers normally.
 async fn poisoned_upstream() -> wiremock::MockServer {
     use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let server = MockServer::start().await;
-    let contact = |id: &str, ms: u64| {
-        serde_json::json!({"id": id, "locationId": "loc1", "dateUpdated": "2024-01-01T00:00:00.000Z",
-                           "searchAfter": [ms, id]})
-    };
-    let page = serde_json::json!({"contacts": [contact("c1", 1), contact("c2", 2), contact("c3", 3)], "total": 3});
-    Mock::given(method("POST"))
-        .and(path("/contacts/search"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page))
-        .mount(&server)
-        .await;
+    use wiremock::{Mock, ResponseTemplate};
+    let ids: Vec<String> = ["c1", "c2", "c3"].map(String::from).to_vec();
+    let server = mock_location(&ids).await;
     for id in ["c1", "c2", "c3"] {
         let notes = if id == "c1" {
             serde_json::json!({"notes": [{"body": "a note without an id"}]})
@@ -580,10 +611,7 @@ async fn poisoned_upstream() -> wiremock::MockServer {
 #[tokio::test]
 async fn a_bad_item_in_a_task_batch_is_narrowed_down_to_its_contact() {
     let server = poisoned_upstream().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = ghl_mirror::store::Store::open(&dir.path().join("m.db")).unwrap();
-    let client = Client::new(crate::errors::mock_settings(&server)).unwrap();
-    assert_success(&ghl_mirror::sync::sync_contacts(&store, &client, &opts(), stop(), None).await);
+    let (_dir, store, client) = mirror_of(&server).await;
     let o = SubOptions {
         kinds: vec![SubKind::Tasks],
         ..sub_opts(true)
@@ -622,11 +650,7 @@ async fn a_bad_item_in_a_task_batch_is_narrowed_down_to_its_contact() {
 #[tokio::test]
 async fn one_unreadable_list_or_refused_kind_does_not_block_the_rest() {
     let server = poisoned_upstream().await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = ghl_mirror::store::Store::open(&dir.path().join("m.db")).unwrap();
-    let client = Client::new(crate::errors::mock_settings(&server)).unwrap();
-    let c = ghl_mirror::sync::sync_contacts(&store, &client, &opts(), stop(), None).await;
-    assert_success(&c);
+    let (_dir, store, client) = mirror_of(&server).await;
     let o = sub_opts(false);
     let r = sync_subresources(&store, &client, &o, stop(), None).await;
     assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
@@ -697,22 +721,9 @@ async fn a_stop_signal_abandons_a_hung_request_within_the_grace_period() {
 
 #[tokio::test]
 async fn a_kind_that_keeps_failing_is_set_aside_while_the_others_go_on() {
-    use wiremock::matchers::{method, path, path_regex};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let server = MockServer::start().await;
-    let contacts: Vec<serde_json::Value> = (0..12)
-        .map(|i| {
-            serde_json::json!({"id": format!("c{i:02}"), "dateUpdated": "2024-01-01T00:00:00.000Z",
-                               "searchAfter": [i, format!("c{i:02}")]})
-        })
-        .collect();
-    Mock::given(method("POST"))
-        .and(path("/contacts/search"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({"contacts": contacts})),
-        )
-        .mount(&server)
-        .await;
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, ResponseTemplate};
+    let server = mock_location(&contact_ids(12)).await;
     Mock::given(method("GET"))
         .and(path_regex("^/contacts/c[0-9]+/notes$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"notes": []})))
@@ -725,10 +736,7 @@ async fn a_kind_that_keeps_failing_is_set_aside_while_the_others_go_on() {
         )))
         .mount(&server)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = ghl_mirror::store::Store::open(&dir.path().join("m.db")).unwrap();
-    let client = Client::new(crate::errors::mock_settings(&server)).unwrap();
-    assert_success(&ghl_mirror::sync::sync_contacts(&store, &client, &opts(), stop(), None).await);
+    let (_dir, store, client) = mirror_of(&server).await;
     let o = SubOptions {
         kinds: vec![SubKind::Notes, SubKind::Appointments],
         ..sub_opts(false)
@@ -830,21 +838,8 @@ async fn contacts_deleted_upstream_do_not_set_a_kind_aside() {
 #[tokio::test]
 async fn a_task_search_that_always_fails_is_switched_off() {
     use wiremock::matchers::{method, path, path_regex};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let server = MockServer::start().await;
-    let contacts: Vec<serde_json::Value> = (0..40)
-        .map(|i| {
-            serde_json::json!({"id": format!("c{i:02}"), "dateUpdated": "2024-01-01T00:00:00.000Z",
-                               "searchAfter": [i, format!("c{i:02}")]})
-        })
-        .collect();
-    Mock::given(method("POST"))
-        .and(path("/contacts/search"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(serde_json::json!({"contacts": contacts})),
-        )
-        .mount(&server)
-        .await;
+    use wiremock::{Mock, ResponseTemplate};
+    let server = mock_location(&contact_ids(40)).await;
     Mock::given(method("POST"))
         .and(path("/locations/loc1/tasks/search"))
         .respond_with(ResponseTemplate::new(422).set_body_json(serde_json::json!(
@@ -857,10 +852,7 @@ async fn a_task_search_that_always_fails_is_switched_off() {
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"tasks": []})))
         .mount(&server)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = ghl_mirror::store::Store::open(&dir.path().join("m.db")).unwrap();
-    let client = Client::new(crate::errors::mock_settings(&server)).unwrap();
-    assert_success(&ghl_mirror::sync::sync_contacts(&store, &client, &opts(), stop(), None).await);
+    let (_dir, store, client) = mirror_of(&server).await;
     let o = SubOptions {
         kinds: vec![SubKind::Tasks],
         ..sub_opts(true)
