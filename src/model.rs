@@ -3,6 +3,8 @@
 //! Architecture invariant: no I/O and no wire format here. `upstream` turns HighLevel's JSON into
 //! these types, `store` turns them into rows, `sync` moves them between the two.
 
+pub mod query;
+
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fmt;

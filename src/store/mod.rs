@@ -6,7 +6,8 @@
 //! to it.
 
 use crate::model::{
-    Contact, PageCounts, PagedContact, RunProgress, Stream, StreamState, iso_from_ms, now_ms,
+    Contact, PageCounts, PagedContact, RunProgress, Stream, StreamState, iso_from_ms, ms_from_iso,
+    now_ms,
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -14,8 +15,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod lock;
+mod read;
 mod records;
 pub use lock::StreamLock;
+pub use read::{
+    Hit, HitPage, Metrics, RunFigures, StoredContact, StoredList, TextHit, TextQueryError,
+};
 pub use records::{ContactList, Due, Holdings, RecordCounts};
 
 mod embedded {
@@ -158,7 +163,8 @@ impl Store {
                  PRAGMA cache_size = -32000;
                  PRAGMA wal_autocheckpoint = 4000;
                  PRAGMA temp_store = MEMORY;",
-            )
+            )?;
+            read::register_functions(c)
         });
         let pool = r2d2::Pool::builder()
             .max_size(8)
@@ -693,9 +699,9 @@ fn write_progress(tx: &Transaction<'_>, run_id: i64, p: &RunProgress) -> rusqlit
 const INSERT_CONTACT: &str = "INSERT INTO contacts (location_id, id, first_name, last_name, name,
        email, phone, company_name, business_id, source, type, assigned_to, dnd, country, city,
        state, postal_code, timezone, tags, date_added, date_updated, date_updated_ms, raw,
-       first_seen_at, changed_at, fetched_at, seen_sweep)
+       first_seen_at, changed_at, fetched_at, seen_sweep, date_added_ms)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-       ?19, ?20, ?21, ?22, ?23, ?24, ?24, ?24, COALESCE(?25, 0))
+       ?19, ?20, ?21, ?22, ?23, ?24, ?24, ?24, COALESCE(?25, 0), ?26)
      ON CONFLICT(location_id, id) DO NOTHING";
 
 const UPDATE_CONTACT: &str = "UPDATE contacts SET first_name = ?3, last_name = ?4, name = ?5,
@@ -703,7 +709,7 @@ const UPDATE_CONTACT: &str = "UPDATE contacts SET first_name = ?3, last_name = ?
        assigned_to = ?12, dnd = ?13, country = ?14, city = ?15, state = ?16, postal_code = ?17,
        timezone = ?18, tags = ?19, date_added = ?20, date_updated = ?21, date_updated_ms = ?22,
        raw = ?23, changed_at = ?24, fetched_at = ?24, seen_sweep = COALESCE(?25, seen_sweep),
-       deleted_at = NULL
+       deleted_at = NULL, date_added_ms = ?26
      WHERE location_id = ?1 AND id = ?2";
 
 /// Writes the contacts of a page commit. The statements of the common path (a new contact and
@@ -751,9 +757,10 @@ impl<'t> PageWriter<'t> {
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let tags = tags_json.as_str();
         let (location, now, mark) = (self.location, self.now, self.mark_seq);
+        let added_ms = c.date_added.as_deref().and_then(ms_from_iso);
         if self
             .insert
-            .execute(row_params(&location, c, &tags, &now, &mark))?
+            .execute(row_params(&location, c, &tags, &now, &mark, &added_ms))?
             == 1
         {
             self.write_children(self.tx.last_insert_rowid(), c)?;
@@ -781,7 +788,7 @@ impl<'t> PageWriter<'t> {
         }
         self.tx
             .prepare_cached(UPDATE_CONTACT)?
-            .execute(row_params(&location, c, &tags, &now, &mark))?;
+            .execute(row_params(&location, c, &tags, &now, &mark, &added_ms))?;
         self.tx
             .prepare_cached("DELETE FROM contact_tags WHERE contact_pk = ?1")?
             .execute([pk])?;
@@ -812,14 +819,15 @@ impl<'t> PageWriter<'t> {
     }
 }
 
-/// The parameters ?1..?25 of `INSERT_CONTACT` and `UPDATE_CONTACT`.
+/// The parameters ?1..?26 of `INSERT_CONTACT` and `UPDATE_CONTACT`.
 fn row_params<'a>(
     location: &'a &'a str,
     c: &'a Contact,
     tags: &'a &'a str,
     now: &'a &'a str,
     mark_seq: &'a Option<i64>,
-) -> [&'a dyn rusqlite::ToSql; 25] {
+    added_ms: &'a Option<i64>,
+) -> [&'a dyn rusqlite::ToSql; 26] {
     [
         location,
         &c.id,
@@ -846,6 +854,7 @@ fn row_params<'a>(
         &c.raw,
         now,
         mark_seq,
+        added_ms,
     ]
 }
 

@@ -1,0 +1,105 @@
+-- ghl-mirror schema v4: what the query layer reads by.
+--
+-- * `contacts.date_added_ms`: dateAdded as ms since the epoch (the writer sets it; existing rows
+--   are filled here).
+-- * `contacts_live_by_added` / `_by_updated`: live contacts per location in (date, id) order, for
+--   HighLevel's default order (newest first), the legacy list's (dateAdded, id) cursor, and
+--   counting a dateUpdated range without touching the rows.
+-- * `contacts_by_id`: GET /contacts/:id names no location.
+-- * `contacts_fts`: full-text search over each live contact's name, email, phone, company, tags
+--   and note bodies. It is contentless (it stores only the index; results join back to
+--   `contacts` by `rowid = contacts.pk`) and kept current by the triggers below, so every writer
+--   (sync, webhooks, outbox) updates it in the same transaction as the row. The phone column
+--   also holds the number's digits and its last 10 and 7 digits, so "555-123-4567" finds
+--   "+1 (555) 123-4567".
+
+ALTER TABLE contacts ADD COLUMN date_added_ms INTEGER;
+UPDATE contacts SET date_added_ms = CAST(ROUND(unixepoch(date_added, 'subsec') * 1000) AS INTEGER)
+ WHERE date_added IS NOT NULL;
+CREATE INDEX contacts_live_by_added ON contacts (location_id, date_added_ms, id)
+    WHERE deleted_at IS NULL;
+CREATE INDEX contacts_live_by_updated ON contacts (location_id, date_updated_ms, id)
+    WHERE deleted_at IS NULL;
+CREATE INDEX contacts_by_id ON contacts (id);
+
+CREATE VIRTUAL TABLE contacts_fts USING fts5(
+    name, email, phone, company, tags, notes,
+    content = '', contentless_delete = 1,
+    tokenize = 'unicode61 remove_diacritics 2',
+    prefix = '2 3'
+);
+
+-- The FTS row of every live contact matching the WHERE clause that follows it.
+CREATE VIEW contacts_fts_source AS
+SELECT rowid, location_id, id, name, email,
+       CASE WHEN phone IS NULL THEN NULL
+            ELSE phone || ' ' || digits || ' ' || substr(digits, -10) || ' ' || substr(digits, -7)
+       END AS phone,
+       company, tags, notes
+FROM (
+    SELECT c.pk AS rowid, c.location_id, c.id,
+           COALESCE(c.name, TRIM(COALESCE(c.first_name, '') || ' ' || COALESCE(c.last_name, '')))
+             AS name,
+           c.email, c.phone,
+           replace(replace(replace(replace(replace(replace(COALESCE(c.phone, ''),
+             '+', ''), '-', ''), ' ', ''), '(', ''), ')', ''), '.', '') AS digits,
+           c.company_name AS company,
+           (SELECT group_concat(value, ' ') FROM json_each(c.tags)) AS tags,
+           (SELECT group_concat(n.body, ' ') FROM notes n
+             WHERE n.location_id = c.location_id AND n.contact_id = c.id
+               AND n.deleted_at IS NULL) AS notes
+    FROM contacts c
+    WHERE c.deleted_at IS NULL
+);
+
+INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes)
+SELECT rowid, name, email, phone, company, tags, notes FROM contacts_fts_source;
+
+CREATE TRIGGER contacts_fts_after_insert AFTER INSERT ON contacts
+WHEN new.deleted_at IS NULL
+BEGIN
+    INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes)
+    SELECT rowid, name, email, phone, company, tags, notes FROM contacts_fts_source
+     WHERE rowid = new.pk;
+END;
+
+-- The upsert's "unchanged" path sets only fetch stamps, which fire nothing here.
+CREATE TRIGGER contacts_fts_after_update AFTER UPDATE OF raw, deleted_at ON contacts
+BEGIN
+    DELETE FROM contacts_fts WHERE rowid = old.pk;
+    INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes)
+    SELECT rowid, name, email, phone, company, tags, notes FROM contacts_fts_source
+     WHERE rowid = new.pk;
+END;
+
+CREATE TRIGGER contacts_fts_after_delete AFTER DELETE ON contacts
+BEGIN
+    DELETE FROM contacts_fts WHERE rowid = old.pk;
+END;
+
+CREATE TRIGGER notes_fts_after_insert AFTER INSERT ON notes
+BEGIN
+    DELETE FROM contacts_fts WHERE rowid =
+        (SELECT pk FROM contacts WHERE location_id = new.location_id AND id = new.contact_id);
+    INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes)
+    SELECT rowid, name, email, phone, company, tags, notes FROM contacts_fts_source
+     WHERE location_id = new.location_id AND id = new.contact_id;
+END;
+
+CREATE TRIGGER notes_fts_after_update AFTER UPDATE OF raw, deleted_at ON notes
+BEGIN
+    DELETE FROM contacts_fts WHERE rowid =
+        (SELECT pk FROM contacts WHERE location_id = new.location_id AND id = new.contact_id);
+    INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes)
+    SELECT rowid, name, email, phone, company, tags, notes FROM contacts_fts_source
+     WHERE location_id = new.location_id AND id = new.contact_id;
+END;
+
+CREATE TRIGGER notes_fts_after_delete AFTER DELETE ON notes
+BEGIN
+    DELETE FROM contacts_fts WHERE rowid =
+        (SELECT pk FROM contacts WHERE location_id = old.location_id AND id = old.contact_id);
+    INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes)
+    SELECT rowid, name, email, phone, company, tags, notes FROM contacts_fts_source
+     WHERE location_id = old.location_id AND id = old.contact_id;
+END;

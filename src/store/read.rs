@@ -1,0 +1,755 @@
+//! The query layer's reads: a contact by id, a contact's tasks / notes / appointments, contacts
+//! by business, a [`ContactQuery`] compiled to SQL, full-text search, and the figures behind
+//! `/metrics` and the freshness headers.
+//!
+//! Text comparisons use `ghl_lower`, a SQL function registered on every pool connection that
+//! lowercases like Rust (Unicode), so "ZOË" finds "Zoë" as HighLevel's search does. It is never
+//! used in the schema: the file stays readable by plain `sqlite3`.
+
+use super::{Store, StoreError};
+use crate::model::query::{
+    ContactQuery, Field, FieldKind, Filter, Op, Operand, Range, Sort, SortField, SortValue,
+};
+use crate::model::{SubKind, ms_from_iso};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+/// Registers `ghl_lower(x)` (Unicode lowercase; numbers as their text) and `ghl_ms(x)`
+/// (an ISO-8601 timestamp or a number as ms since the epoch, else NULL).
+pub(super) fn register_functions(c: &Connection) -> rusqlite::Result<()> {
+    let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    c.create_scalar_function("ghl_lower", 1, flags, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Text(t) => {
+                let s = String::from_utf8_lossy(t);
+                Some(if s.is_ascii() {
+                    s.to_ascii_lowercase()
+                } else {
+                    s.to_lowercase()
+                })
+            }
+            ValueRef::Integer(i) => Some(i.to_string()),
+            ValueRef::Real(f) => Some(f.to_string()),
+            ValueRef::Null | ValueRef::Blob(_) => None,
+        })
+    })?;
+    c.create_scalar_function("ghl_ms", 1, flags, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(ms_from_iso),
+            ValueRef::Integer(i) => Some(i),
+            ValueRef::Real(f) => Some(f as i64),
+            ValueRef::Null | ValueRef::Blob(_) => None,
+        })
+    })
+}
+
+/// A live contact as stored.
+#[derive(Clone, Debug)]
+pub struct StoredContact {
+    pub location_id: String,
+    pub raw: String,
+    /// When upstream last returned it (ISO-8601).
+    pub fetched_at: String,
+}
+
+/// A contact's list of one kind, and when it was fetched (`None`: never).
+#[derive(Clone, Debug, Default)]
+pub struct StoredList {
+    pub items: Vec<String>,
+    pub fetched_at: Option<String>,
+}
+
+/// One search result: the contact's raw JSON and its values for the query's sort keys.
+#[derive(Clone, Debug)]
+pub struct Hit {
+    pub id: String,
+    pub raw: String,
+    pub sort_values: Vec<SortValue>,
+}
+
+/// A page of results and how many contacts match in all (the cursor and offset aside).
+#[derive(Clone, Debug, Default)]
+pub struct HitPage {
+    pub hits: Vec<Hit>,
+    pub total: u64,
+}
+
+/// One full-text match, best first.
+#[derive(Clone, Debug)]
+pub struct TextHit {
+    pub location_id: String,
+    pub raw: String,
+    /// bm25 relevance (higher is better).
+    pub score: f64,
+}
+
+/// Row counts and sync figures for `/metrics`.
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    /// (location, table, live rows, tombstoned rows).
+    pub rows: Vec<(String, &'static str, u64, u64)>,
+    /// Per (location, stream): the last finished run.
+    pub runs: Vec<RunFigures>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunFigures {
+    pub location_id: String,
+    pub stream: String,
+    pub outcome: String,
+    pub duration_s: f64,
+    pub last_success_ms: Option<i64>,
+    pub requests_total: u64,
+    pub daily_remaining: Option<i64>,
+}
+
+/// Why a full-text query was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TextQueryError {
+    #[error("the search text has no letters or digits to look for")]
+    Empty,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Store {
+    /// The live contact `id`, in `location` or any location.
+    pub fn contact(
+        &self,
+        location: Option<&str>,
+        id: &str,
+    ) -> Result<Option<StoredContact>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT location_id, raw, fetched_at FROM contacts
+                 WHERE id = ?1 AND deleted_at IS NULL AND (?2 IS NULL OR location_id = ?2)
+                 LIMIT 1",
+            )?
+            .query_row(params![id, location], |r| {
+                Ok(StoredContact {
+                    location_id: r.get(0)?,
+                    raw: r.get(1)?,
+                    fetched_at: r.get(2)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    /// The live `kind` records of a contact, in the order they were first stored.
+    pub fn list_of(
+        &self,
+        kind: SubKind,
+        location: &str,
+        contact: &str,
+    ) -> Result<StoredList, StoreError> {
+        let table = kind.as_str();
+        self.read(|c| {
+            let items = c
+                .prepare_cached(&format!(
+                    "SELECT raw FROM {table}
+                     WHERE location_id = ?1 AND contact_id = ?2 AND deleted_at IS NULL
+                     ORDER BY pk"
+                ))?
+                .query_map(params![location, contact], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let fetched_at = c
+                .prepare_cached(
+                    "SELECT fetched_at FROM contact_fetches
+                     WHERE location_id = ?1 AND contact_id = ?2 AND kind = ?3",
+                )?
+                .query_row(params![location, contact, table], |r| r.get(0))
+                .optional()?;
+            Ok(StoredList { items, fetched_at })
+        })
+    }
+
+    /// One live `kind` record of a contact.
+    pub fn one_of(
+        &self,
+        kind: SubKind,
+        location: &str,
+        contact: &str,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let table = kind.as_str();
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT raw FROM {table}
+                 WHERE location_id = ?1 AND id = ?3 AND contact_id = ?2 AND deleted_at IS NULL"
+            ))?
+            .query_row(params![location, contact, id], |r| r.get(0))
+            .optional()
+        })
+    }
+
+    /// The dateAdded (ms) of a live contact, for cursors that name only an id.
+    pub fn contact_added_ms(&self, location: &str, id: &str) -> Result<Option<i64>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT date_added_ms FROM contacts
+                 WHERE location_id = ?1 AND id = ?2 AND deleted_at IS NULL",
+            )?
+            .query_row(params![location, id], |r| r.get(0))
+            .optional()
+            .map(Option::flatten)
+        })
+    }
+
+    /// The ids of the mirrored locations.
+    pub fn location_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT id FROM locations ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect()
+        })
+    }
+
+    /// Runs a contact query: one page of hits, and the number of matches in all.
+    pub fn search_contacts(&self, q: &ContactQuery) -> Result<HitPage, StoreError> {
+        let mut select = Sql::default();
+        select.push("SELECT c.id, c.raw");
+        for key in &q.sort {
+            select.push(", ");
+            select.push(sort_expr(key.field));
+        }
+        select.push(" FROM contacts c WHERE ");
+        where_clause(&mut select, q, true);
+        select.push(" ORDER BY ");
+        order_by(&mut select, &q.sort);
+        select.push(" LIMIT ");
+        select.bind(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+        select.push(" OFFSET ");
+        select.bind(Value::Integer(i64::try_from(q.offset).unwrap_or(i64::MAX)));
+        let total = self.count_contacts(q, false)?;
+        let dates: Vec<bool> = q.sort.iter().map(|k| k.field.is_date()).collect();
+        let hits = self.read(|c| {
+            let mut st = c.prepare_cached(&select.text)?;
+            st.query_map(params_from_iter(&select.params), |r| {
+                let mut sort_values = Vec::with_capacity(dates.len());
+                for (i, is_date) in dates.iter().enumerate() {
+                    sort_values.push(match r.get_ref(i + 2)? {
+                        ValueRef::Integer(ms) if *is_date => SortValue::Ms(ms),
+                        ValueRef::Text(t) => SortValue::Text(String::from_utf8_lossy(t).into()),
+                        _ => SortValue::Null,
+                    });
+                }
+                Ok(Hit {
+                    id: r.get(0)?,
+                    raw: r.get(1)?,
+                    sort_values,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<Hit>>>()
+        })?;
+        Ok(HitPage { hits, total })
+    }
+
+    /// How many contacts match `q`; past its cursor too when `with_cursor`.
+    pub fn count_contacts(&self, q: &ContactQuery, with_cursor: bool) -> Result<u64, StoreError> {
+        let mut sql = Sql::default();
+        sql.push("SELECT COUNT(*) FROM contacts c WHERE ");
+        where_clause(&mut sql, q, with_cursor);
+        self.read(|c| {
+            c.prepare_cached(&sql.text)?
+                .query_row(params_from_iter(&sql.params), |r| r.get::<_, i64>(0))
+        })
+        .map(|n| n.max(0) as u64)
+    }
+
+    /// Live contacts of a business, oldest first (dateAdded, id), optionally matching `text`,
+    /// and how many match in all.
+    pub fn business_contacts(
+        &self,
+        location: &str,
+        business: &str,
+        text: Option<&str>,
+        skip: usize,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64), StoreError> {
+        let mut q = ContactQuery::all(location, limit);
+        q.filters.push(Filter::Cond {
+            field: Field::BusinessId,
+            op: Op::Eq(Operand::Text(vec![business.to_lowercase()])),
+        });
+        q.text = text.map(str::to_string);
+        q.sort = vec![Sort {
+            field: SortField::DateAdded,
+            desc: false,
+        }];
+        q.offset = skip;
+        let page = self.search_contacts(&q)?;
+        Ok((page.hits.into_iter().map(|h| h.raw).collect(), page.total))
+    }
+
+    /// Full-text search over live contacts' names, emails, phones, companies, tags and note
+    /// bodies, best match first. Every word of `text` must match the start of a word.
+    pub fn search_text(
+        &self,
+        location: Option<&str>,
+        text: &str,
+        limit: usize,
+    ) -> Result<Vec<TextHit>, TextQueryError> {
+        let expr = fts_expression(text).ok_or(TextQueryError::Empty)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let hits = self.read(|c| {
+            c.prepare_cached(
+                "SELECT c.location_id, c.raw, -f.score FROM
+                   (SELECT rowid, bm25(contacts_fts, 10.0, 6.0, 6.0, 4.0, 3.0, 1.0) AS score
+                      FROM contacts_fts WHERE contacts_fts MATCH ?1) f
+                 JOIN contacts c ON c.pk = f.rowid
+                 WHERE c.deleted_at IS NULL AND (?2 IS NULL OR c.location_id = ?2)
+                 ORDER BY f.score, c.id LIMIT ?3",
+            )?
+            .query_map(params![expr, location, limit], |r| {
+                Ok(TextHit {
+                    location_id: r.get(0)?,
+                    raw: r.get(1)?,
+                    score: r.get(2)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(hits)
+    }
+
+    /// When each location's contacts were last synced successfully (ms; `None`: never).
+    pub fn contacts_synced_ms(&self) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT l.id, (SELECT MAX(ended_at) FROM sync_runs r WHERE r.location_id = l.id
+                   AND r.stream = 'contacts' AND r.outcome = 'success')
+                 FROM locations l ORDER BY l.id",
+            )?
+            .query_map([], |r| {
+                let end: Option<String> = r.get(1)?;
+                Ok((r.get(0)?, end.as_deref().and_then(ms_from_iso)))
+            })?
+            .collect()
+        })
+    }
+
+    /// Row counts and the last run of each (location, stream).
+    pub fn metrics(&self) -> Result<Metrics, StoreError> {
+        self.read(|c| {
+            let mut rows = Vec::new();
+            for table in ["contacts", "tasks", "notes", "appointments", "businesses"] {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT location_id, SUM(deleted_at IS NULL), SUM(deleted_at IS NOT NULL)
+                     FROM {table} GROUP BY location_id ORDER BY location_id"
+                ))?;
+                let found = st.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?.max(0) as u64,
+                        r.get::<_, i64>(2)?.max(0) as u64,
+                    ))
+                })?;
+                for row in found {
+                    let (loc, live, gone) = row?;
+                    rows.push((loc, table, live, gone));
+                }
+            }
+            let runs = c
+                .prepare_cached(
+                    "SELECT r.location_id, r.stream, r.outcome,
+                       COALESCE((julianday(r.ended_at) - julianday(r.started_at)) * 86400.0, 0),
+                       (SELECT MAX(ended_at) FROM sync_runs s WHERE s.location_id = r.location_id
+                          AND s.stream = r.stream AND s.outcome = 'success'),
+                       (SELECT COALESCE(SUM(requests), 0) FROM sync_runs s
+                          WHERE s.location_id = r.location_id AND s.stream = r.stream),
+                       (SELECT daily_remaining FROM sync_runs s WHERE s.location_id = r.location_id
+                          AND s.daily_remaining IS NOT NULL ORDER BY s.id DESC LIMIT 1)
+                     FROM sync_runs r
+                     WHERE r.id = (SELECT MAX(id) FROM sync_runs s WHERE s.location_id = r.location_id
+                                     AND s.stream = r.stream AND s.ended_at IS NOT NULL)
+                     ORDER BY r.location_id, r.stream",
+                )?
+                .query_map([], |r| {
+                    let success: Option<String> = r.get(4)?;
+                    Ok(RunFigures {
+                        location_id: r.get(0)?,
+                        stream: r.get(1)?,
+                        outcome: r.get(2)?,
+                        duration_s: r.get(3)?,
+                        last_success_ms: success.as_deref().and_then(ms_from_iso),
+                        requests_total: r.get::<_, i64>(5)?.max(0) as u64,
+                        daily_remaining: r.get(6)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Metrics { rows, runs })
+        })
+    }
+}
+
+/// SQL text with its positional parameters.
+#[derive(Default)]
+struct Sql {
+    text: String,
+    params: Vec<Value>,
+}
+
+impl Sql {
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    fn bind(&mut self, v: Value) {
+        self.params.push(v);
+        self.text.push('?');
+        self.text.push_str(&self.params.len().to_string());
+    }
+
+    fn bind_text(&mut self, s: &str) {
+        self.bind(Value::Text(s.to_string()));
+    }
+
+    fn bind_list(&mut self, items: &[String]) {
+        self.push("(");
+        for (i, s) in items.iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind_text(s);
+        }
+        self.push(")");
+    }
+}
+
+/// The column or expression holding a text field's value.
+fn text_expr(field: Field) -> &'static str {
+    match field {
+        Field::Id => "c.id",
+        Field::FirstName => "c.first_name",
+        Field::LastName => "c.last_name",
+        Field::Name => "c.name",
+        Field::Email => "c.email",
+        Field::Phone => "c.phone",
+        Field::CompanyName => "c.company_name",
+        Field::Type => "c.type",
+        Field::Source => "c.source",
+        Field::AssignedTo => "c.assigned_to",
+        Field::BusinessId => "c.business_id",
+        Field::Country => "c.country",
+        Field::City => "c.city",
+        Field::State => "c.state",
+        Field::PostalCode => "c.postal_code",
+        Field::Timezone => "c.timezone",
+        Field::Address1 => "json_extract(c.raw, '$.address1')",
+        Field::Website => "json_extract(c.raw, '$.website')",
+        Field::Tags | Field::Dnd | Field::DateAdded | Field::DateUpdated | Field::LastActivity => {
+            "NULL"
+        }
+    }
+}
+
+/// A text field's value as compared: lowercased, except the case-sensitive id.
+fn compared_text(field: Field) -> String {
+    match field {
+        Field::Id => "c.id".into(),
+        f => format!("ghl_lower({})", text_expr(f)),
+    }
+}
+
+fn date_expr(field: Field) -> &'static str {
+    match field {
+        Field::DateAdded => "c.date_added_ms",
+        Field::DateUpdated => "c.date_updated_ms",
+        _ => "ghl_ms(json_extract(c.raw, '$.lastActivity'))",
+    }
+}
+
+fn sort_expr(field: SortField) -> &'static str {
+    match field {
+        SortField::DateAdded => "c.date_added_ms",
+        SortField::DateUpdated => "c.date_updated_ms",
+        SortField::FirstName => "ghl_lower(c.first_name)",
+        SortField::LastName => "ghl_lower(c.last_name)",
+        SortField::Email => "ghl_lower(c.email)",
+        SortField::CompanyName => "ghl_lower(c.company_name)",
+    }
+}
+
+/// `location AND live AND filters AND text [AND after the cursor]`.
+fn where_clause(sql: &mut Sql, q: &ContactQuery, with_cursor: bool) {
+    sql.push("c.location_id = ");
+    sql.bind_text(&q.location);
+    sql.push(" AND c.deleted_at IS NULL");
+    for f in &q.filters {
+        sql.push(" AND ");
+        match f {
+            // A bare range at the top level lets SQLite use the date indexes.
+            Filter::Cond {
+                field: field @ (Field::DateAdded | Field::DateUpdated),
+                op: Op::Range(r),
+            } => range(sql, date_expr(*field), r),
+            f => filter(sql, f),
+        }
+    }
+    if let Some(text) = &q.text {
+        sql.push(" AND (");
+        for (i, col) in ["c.name", "c.email", "c.phone", "c.company_name"]
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            sql.push(&format!("COALESCE(instr(ghl_lower({col}), "));
+            sql.bind_text(text);
+            sql.push(") > 0, 0)");
+        }
+        sql.push(")");
+    }
+    if let (true, Some((values, id))) = (with_cursor, &q.after) {
+        sql.push(" AND ");
+        after(sql, &q.sort, values, id);
+    }
+}
+
+/// A filter as a 0/1 expression (never NULL, so NOT and OR behave).
+fn filter(sql: &mut Sql, f: &Filter) {
+    match f {
+        Filter::Group { any, filters } => {
+            if filters.is_empty() {
+                sql.push(if *any { "0" } else { "1" });
+                return;
+            }
+            sql.push("(");
+            for (i, f) in filters.iter().enumerate() {
+                if i > 0 {
+                    sql.push(if *any { " OR " } else { " AND " });
+                }
+                filter(sql, f);
+            }
+            sql.push(")");
+        }
+        Filter::Cond { field, op } => cond(sql, *field, op),
+    }
+}
+
+fn cond(sql: &mut Sql, field: Field, op: &Op) {
+    match op {
+        Op::Eq(v) => equals(sql, field, v),
+        Op::NotEq(v) => {
+            sql.push("NOT ");
+            equals(sql, field, v);
+        }
+        Op::Contains(s) => contains(sql, field, s),
+        Op::NotContains(s) => {
+            sql.push("NOT ");
+            contains(sql, field, s);
+        }
+        Op::Exists => exists(sql, field),
+        Op::NotExists => {
+            sql.push("NOT ");
+            exists(sql, field);
+        }
+        Op::Range(r) => {
+            sql.push("COALESCE(");
+            range(sql, date_expr(field), r);
+            sql.push(", 0)");
+        }
+    }
+}
+
+fn equals(sql: &mut Sql, field: Field, v: &Operand) {
+    match (field.kind(), v) {
+        (FieldKind::Tags, Operand::Text(items)) => {
+            sql.push("EXISTS (SELECT 1 FROM contact_tags t WHERE t.contact_pk = c.pk AND ghl_lower(t.tag) IN ");
+            sql.bind_list(items);
+            sql.push(")");
+        }
+        (FieldKind::Text, Operand::Text(items)) => {
+            sql.push(&format!("COALESCE({} IN ", compared_text(field)));
+            sql.bind_list(items);
+            sql.push(", 0)");
+        }
+        (FieldKind::Bool, Operand::Bool(b)) => {
+            sql.push("(COALESCE(c.dnd, 0) = ");
+            sql.bind(Value::Integer(i64::from(*b)));
+            sql.push(")");
+        }
+        (FieldKind::Date, Operand::Date(ms)) => {
+            sql.push(&format!("COALESCE({} = ", date_expr(field)));
+            sql.bind(Value::Integer(*ms));
+            sql.push(", 0)");
+        }
+        // An operand of another kind never matches (parsers do not build one).
+        _ => sql.push("0"),
+    }
+}
+
+fn contains(sql: &mut Sql, field: Field, needle: &str) {
+    match field.kind() {
+        FieldKind::Tags => {
+            sql.push("EXISTS (SELECT 1 FROM contact_tags t WHERE t.contact_pk = c.pk AND instr(ghl_lower(t.tag), ");
+            sql.bind_text(needle);
+            sql.push(") > 0)");
+        }
+        FieldKind::Text => {
+            sql.push(&format!("COALESCE(instr({}, ", compared_text(field)));
+            sql.bind_text(needle);
+            sql.push(") > 0, 0)");
+        }
+        FieldKind::Bool | FieldKind::Date => sql.push("0"),
+    }
+}
+
+fn exists(sql: &mut Sql, field: Field) {
+    match field.kind() {
+        FieldKind::Bool => sql.push("1"),
+        FieldKind::Date => sql.push(&format!("({} IS NOT NULL)", date_expr(field))),
+        FieldKind::Tags => {
+            sql.push("EXISTS (SELECT 1 FROM contact_tags t WHERE t.contact_pk = c.pk)");
+        }
+        FieldKind::Text => sql.push(&format!("COALESCE({} <> '', 0)", text_expr(field))),
+    }
+}
+
+fn range(sql: &mut Sql, expr: &str, r: &Range) {
+    let bounds = [(">=", r.gte), (">", r.gt), ("<=", r.lte), ("<", r.lt)];
+    let mut first = true;
+    sql.push("(");
+    for (op, v) in bounds {
+        if let Some(v) = v {
+            if !first {
+                sql.push(" AND ");
+            }
+            first = false;
+            sql.push(&format!("{expr} {op} "));
+            sql.bind(Value::Integer(v));
+        }
+    }
+    if first {
+        sql.push("1");
+    }
+    sql.push(")");
+}
+
+/// `ORDER BY` for the keys: missing values last, ties by id in the last key's direction. Date
+/// keys are ordered bare so that SQLite walks their index.
+fn order_by(sql: &mut Sql, sort: &[Sort]) {
+    for key in sort {
+        let expr = sort_expr(key.field);
+        let dir = if key.desc { "DESC" } else { "ASC" };
+        if key.field.is_date() {
+            sql.push(&format!("{expr} {dir}, "));
+        } else {
+            sql.push(&format!("({expr} IS NULL), {expr} {dir}, "));
+        }
+    }
+    let last_desc = sort.last().is_some_and(|k| k.desc);
+    sql.push(if last_desc { "c.id DESC" } else { "c.id ASC" });
+}
+
+/// "Strictly after the cursor" in the order of `sort`.
+fn after(sql: &mut Sql, sort: &[Sort], values: &[SortValue], id: &str) {
+    let last_desc = sort.last().is_some_and(|k| k.desc);
+    if let ([key], [SortValue::Ms(ms)]) = (sort, values) {
+        // One date key: a row-value comparison SQLite answers from the index.
+        let op = if key.desc { "<" } else { ">" };
+        sql.push(&format!("({}, c.id) {op} (", sort_expr(key.field)));
+        sql.bind(Value::Integer(*ms));
+        sql.push(", ");
+        sql.bind_text(id);
+        sql.push(")");
+        return;
+    }
+    let mut open = 0;
+    for (key, value) in sort.iter().zip(values) {
+        let expr = sort_expr(key.field);
+        let beyond = if key.desc { "<" } else { ">" };
+        let bound = match value {
+            SortValue::Ms(ms) => Value::Integer(*ms),
+            SortValue::Text(s) => Value::Text(s.clone()),
+            // Nothing sorts after a missing value; only equals (also missing) go on.
+            SortValue::Null => {
+                sql.push(&format!("({expr} IS NULL AND "));
+                open += 1;
+                continue;
+            }
+        };
+        sql.push("(");
+        if !key.field.is_date() {
+            sql.push(&format!("{expr} IS NULL OR "));
+        }
+        sql.push(&format!("{expr} {beyond} "));
+        sql.bind(bound.clone());
+        sql.push(&format!(" OR ({expr} = "));
+        sql.bind(bound);
+        sql.push(" AND ");
+        open += 2;
+    }
+    sql.push(if last_desc { "c.id < " } else { "c.id > " });
+    sql.bind_text(id);
+    for _ in 0..open {
+        sql.push(")");
+    }
+}
+
+/// A safe FTS5 expression for free text: each word becomes a quoted prefix term (so no input
+/// can be FTS5 syntax), all required. A phone-like input (digits with + - . ( ) and spaces)
+/// becomes one digits-only term, which matches the digits stored with each phone.
+fn fts_expression(text: &str) -> Option<String> {
+    let phone_chars = |c: char| c.is_ascii_digit() || "+-.() ".contains(c);
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    let words: Vec<String> = if text.trim().chars().all(phone_chars) && digits.len() >= 4 {
+        vec![digits]
+    } else {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    if words.is_empty() {
+        return None;
+    }
+    let terms: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
+    Some(terms.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_text_becomes_quoted_prefix_terms_and_phones_become_digits() {
+        assert_eq!(
+            fts_expression("Zoë  O'Brien").as_deref(),
+            Some("\"zoë\"* \"o\"* \"brien\"*")
+        );
+        assert_eq!(
+            fts_expression("+1 (555) 123-4567").as_deref(),
+            Some("\"15551234567\"*")
+        );
+        assert_eq!(
+            fts_expression("NEAR(a b) OR \"x").as_deref(),
+            Some("\"near\"* \"a\"* \"b\"* \"or\"* \"x\"*")
+        );
+        assert_eq!(fts_expression(" -- ()"), None);
+    }
+
+    #[test]
+    fn the_lowercase_function_folds_unicode_like_rust() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let t = store
+            .query_table(
+                "SELECT ghl_lower('ZOË Łukasz'), ghl_lower(42), ghl_ms('2021-07-02T05:18:26.704Z'), ghl_ms('soon')",
+                1,
+            )
+            .unwrap();
+        assert_eq!(
+            t.rows[0],
+            vec![
+                serde_json::json!("zoë łukasz"),
+                serde_json::json!("42"),
+                serde_json::json!(1_625_203_106_704_i64),
+                serde_json::Value::Null
+            ]
+        );
+    }
+}
