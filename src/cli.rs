@@ -52,7 +52,10 @@ pub enum Command {
     /// businesses), then exit.
     Sync(SyncArgs),
     /// Keep every location fresh on the cron schedules in the config, until SIGINT/SIGTERM.
-    Daemon,
+    Daemon(DaemonArgs),
+    /// Answer HighLevel's read paths (and /mirror/*, /metrics, /health) from the mirror over
+    /// HTTP, until SIGINT/SIGTERM.
+    Serve(ServeArgs),
     /// Show each location's and stream's last run, counts, watermark, quota and staleness.
     Status,
     /// Run one read-only SQL query on the mirror (writes are refused).
@@ -84,6 +87,24 @@ pub enum StreamArg {
     Contacts,
     Subresources,
     Businesses,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Also serve the local HTTP API (as `ghl-mirror serve` does) while syncing.
+    #[arg(long)]
+    pub serve: bool,
+    /// Address for the API, overriding `serve.listen` (implies --serve).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address and port, overriding `serve.listen` (default 127.0.0.1:8484). Beyond loopback
+    /// the API token (serve.token_env) must be set.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -164,9 +185,13 @@ async fn run_async(cli: Cli) -> Result<ExitCode> {
             let config = load_config(&cli)?;
             run_sync(&config, a).await
         }
-        Command::Daemon => {
+        Command::Daemon(a) => {
             let config = load_config(&cli)?;
-            run_daemon_cmd(&config).await
+            run_daemon_cmd(&config, a).await
+        }
+        Command::Serve(a) => {
+            let config = load_config_with(&cli, &NoTokensNeeded)?;
+            run_serve(&config, a).await
         }
         Command::Status => {
             let config = load_config_with(&cli, &NoTokensNeeded)?;
@@ -368,7 +393,45 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
     Ok(exit_code(&reports))
 }
 
-async fn run_daemon_cmd(config: &Config) -> Result<ExitCode> {
+/// Binds the local API (refusing an exposed address without a token) and serves it until `stop`.
+async fn start_api(
+    config: &Config,
+    store: &Store,
+    listen: Option<std::net::SocketAddr>,
+    mut stop: crate::sync::StopSignal,
+) -> Result<tokio::task::JoinHandle<Result<(), crate::serve::ServeError>>> {
+    let addr = listen.unwrap_or(config.serve.listen);
+    let token = config.serve.token.clone();
+    crate::serve::check_exposure(addr, token.as_ref(), &config.serve.token_env)?;
+    let listener = crate::serve::bind(addr).await?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    eprintln!(
+        "ghl-mirror API on http://{bound} (HighLevel paths such as /contacts/:id, plus /mirror/status, /mirror/search?q=, /metrics, /health){}",
+        if token.is_some() {
+            "; bearer token required"
+        } else {
+            ""
+        }
+    );
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    Ok(tokio::spawn(crate::serve::serve(
+        store.clone(),
+        token,
+        listener,
+        shutdown,
+    )))
+}
+
+async fn run_serve(config: &Config, a: &ServeArgs) -> Result<ExitCode> {
+    let store = open_store(&config.database)?;
+    let stop = stop_on_signals();
+    start_api(config, &store, a.listen, stop).await?.await??;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_daemon_cmd(config: &Config, a: &DaemonArgs) -> Result<ExitCode> {
     if config.locations.is_empty() {
         bail!(
             "no location configured: add a [[locations]] block to the config file (see config.example.toml), \
@@ -392,6 +455,11 @@ async fn run_daemon_cmd(config: &Config) -> Result<ExitCode> {
         schedule.reconcile.as_deref().unwrap_or("off"),
     );
     let stop = stop_on_signals();
+    let api = if a.serve || a.listen.is_some() {
+        Some(start_api(config, &store, a.listen, stop.clone()).await?)
+    } else {
+        None
+    };
     let on_report: crate::daemon::OnReport = Arc::new(|r: &SyncReport| {
         let mut out = std::io::stdout();
         let _ = writeln!(out, "{}", summary_line(r)).and_then(|()| out.flush());
@@ -405,6 +473,9 @@ async fn run_daemon_cmd(config: &Config) -> Result<ExitCode> {
         on_report,
     )
     .await?;
+    if let Some(api) = api {
+        api.await??;
+    }
     eprintln!("ghl-mirror daemon: stopped; every run in flight committed what it had");
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ pub const DEFAULT_BASE_URL: &str = "https://services.leadconnectorhq.com";
 pub const API_VERSION: &str = "2021-07-28";
 pub const DEFAULT_TOKEN_ENV: &str = "GHL_TOKEN";
 pub const DEFAULT_LOCATION_ENV: &str = "GHL_LOCATION_ID";
+pub const DEFAULT_API_TOKEN_ENV: &str = "GHL_MIRROR_API_TOKEN";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -55,7 +56,18 @@ pub struct Config {
     pub businesses: BusinessesConfig,
     pub budget: BudgetConfig,
     pub schedule: ScheduleConfig,
+    pub serve: ServeConfig,
     pub locations: Vec<LocationConfig>,
+}
+
+/// The local HTTP API (`ghl-mirror serve`).
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub listen: std::net::SocketAddr,
+    /// The variable holding the API's bearer token.
+    pub token_env: String,
+    /// Required of every request when set; `serve` refuses to listen beyond loopback without it.
+    pub token: Option<SecretString>,
 }
 
 /// Each contact's tasks, notes and appointments.
@@ -138,7 +150,24 @@ struct RawConfig {
     businesses: RawBusinesses,
     budget: RawBudget,
     schedule: RawSchedule,
+    serve: RawServe,
     locations: Vec<RawLocation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServe {
+    listen: String,
+    token_env: String,
+}
+
+impl Default for RawServe {
+    fn default() -> Self {
+        RawServe {
+            listen: "127.0.0.1:8484".into(),
+            token_env: DEFAULT_API_TOKEN_ENV.into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -400,9 +429,34 @@ impl Config {
                 daily_share: share("budget.daily_share", raw.budget.daily_share)?,
             },
             schedule: validate_schedule(raw.schedule)?,
+            serve: validate_serve(raw.serve, env)?,
             locations: validate_locations(raw.locations, env)?,
         })
     }
+}
+
+fn validate_serve(raw: RawServe, env: &dyn Env) -> Result<ServeConfig, ConfigError> {
+    let listen = raw.listen.trim().parse().map_err(|_| {
+        invalid(
+            "serve.listen",
+            format!(
+                "{:?} is not an address and port; use e.g. \"127.0.0.1:8484\" (this machine \
+                 only) or \"0.0.0.0:8484\" (every interface, needs a token)",
+                raw.listen
+            ),
+        )
+    })?;
+    if raw.token_env.trim().is_empty() {
+        return Err(invalid(
+            "serve.token_env",
+            format!("must name an environment variable, e.g. \"{DEFAULT_API_TOKEN_ENV}\""),
+        ));
+    }
+    Ok(ServeConfig {
+        listen,
+        token: env.var(&raw.token_env).map(SecretString::from),
+        token_env: raw.token_env,
+    })
 }
 
 fn validate_upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {

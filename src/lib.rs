@@ -33,6 +33,7 @@ pub mod daemon;
 pub mod model;
 pub mod output;
 pub mod sandbox;
+pub mod serve;
 pub mod store;
 pub mod sync;
 pub mod upstream;

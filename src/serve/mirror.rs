@@ -1,0 +1,123 @@
+//! The mirror's own routes: `/mirror/status` (per location and stream freshness),
+//! `/mirror/search?q=` (ranked full-text search), `/metrics` (Prometheus) and `/health`.
+
+use super::params::QueryString;
+use super::{Api, ApiError, json_response};
+use crate::model::iso_from_ms;
+use crate::model::now_ms;
+use crate::store::TextQueryError;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use serde_json::value::RawValue;
+use std::sync::Arc;
+
+/// GET /mirror/status → every (location, stream): rows, watermark, last run, last success.
+pub(super) async fn status(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let rows = api.blocking(|s| Ok(s.status()?)).await?;
+    let streams: Vec<Value> = rows
+        .iter()
+        .map(|s| {
+            json!({
+                "locationId": s.location_id,
+                "locationName": s.location_name,
+                "stream": s.stream,
+                "live": s.live,
+                "tombstoned": s.tombstoned,
+                "watermark": s.watermark_ms.map(iso_from_ms),
+                "sweepInProgress": s.sweep_in_progress,
+                "lastSuccessAt": s.last_success_end,
+                "requestsToday": s.requests_today,
+                "dailyRemaining": s.daily_remaining,
+                "lastRun": s.last_run.as_ref().map(|r| json!({
+                    "id": r.id,
+                    "mode": r.mode,
+                    "startedAt": r.started_at,
+                    "endedAt": r.ended_at,
+                    "outcome": r.outcome,
+                    "received": r.received,
+                    "inserted": r.inserted,
+                    "updated": r.updated,
+                    "tombstoned": r.tombstoned,
+                    "requests": r.requests,
+                    "error": r.error,
+                })),
+            })
+        })
+        .collect();
+    let body = json!({"generatedAt": iso_from_ms(now_ms()), "streams": streams});
+    Ok(json_response(StatusCode::OK, body.to_string()))
+}
+
+const SEARCH_DEFAULT_LIMIT: u64 = 20;
+const SEARCH_MAX_LIMIT: u64 = 100;
+
+/// GET /mirror/search?q=&locationId=&limit= → `{"query","count","results":[{score, locationId,
+/// contact}]}`, best match first.
+pub(super) async fn search(
+    State(api): State<Arc<Api>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = QueryString::parse(raw.as_deref());
+    let mut errors = Vec::new();
+    let text = q.text("q").unwrap_or_default().to_string();
+    if text.is_empty() {
+        errors.push("q should not be empty: pass the words to look for, e.g. ?q=jane".into());
+    }
+    let limit = q.int(
+        "limit",
+        SEARCH_DEFAULT_LIMIT,
+        (1, SEARCH_MAX_LIMIT),
+        &mut errors,
+    );
+    if !errors.is_empty() {
+        return Err(ApiError::unprocessable(errors));
+    }
+    let location = q.text("locationId").map(str::to_string);
+    let wanted = text.clone();
+    let hits = api
+        .blocking(move |s| {
+            s.search_text(location.as_deref(), &wanted, limit as usize)
+                .map_err(|e| match e {
+                    TextQueryError::Empty => ApiError::unprocessable(vec![format!(
+                        "q has no letters or digits to look for; got {wanted:?}"
+                    )]),
+                    TextQueryError::Store(e) => e.into(),
+                })
+        })
+        .await?;
+    let results: Vec<Value> = hits
+        .iter()
+        .map(|h| {
+            let contact = RawValue::from_string(h.raw.clone())
+                .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            json!({"score": h.score, "locationId": h.location_id, "contact": contact})
+        })
+        .collect();
+    let body = json!({"query": text, "count": results.len(), "results": results});
+    Ok(json_response(StatusCode::OK, body.to_string()))
+}
+
+/// GET /metrics → OpenMetrics text.
+pub(super) async fn metrics(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let db = api.blocking(|s| Ok(s.metrics()?)).await?;
+    let text = api
+        .metrics
+        .render(&db)
+        .map_err(|e| ApiError::unavailable(format!("cannot render metrics: {e}")))?;
+    let mut resp = Response::new(axum::body::Body::from(text));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(resp)
+}
+
+/// GET /health → 200 when the database answers, else 503.
+pub(super) async fn health(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
+    let locations = api.blocking(|s| Ok(s.location_ids()?)).await?;
+    let body = json!({"status": "ok", "locations": locations.len()});
+    Ok(json_response(StatusCode::OK, body.to_string()))
+}

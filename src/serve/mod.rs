@@ -1,0 +1,360 @@
+//! The local HTTP API (axum): HighLevel's read paths answered from the mirror with HighLevel's
+//! JSON shapes and status codes (`highlevel`), and the mirror's own routes (`mirror`):
+//! `/mirror/status`, `/mirror/search`, `/metrics`, `/health`.
+//!
+//! Every response carries how fresh its data is (`X-Mirror-Synced-At`, `X-Mirror-Age-Seconds`).
+//! A bearer token, when configured, guards every route but `/health`; listening beyond loopback
+//! without one is refused. Bad input of any kind gets a 4xx JSON body naming what was wrong;
+//! a database failure gets a 503 with the reason.
+//!
+//! Architecture invariant: reads only, through `store`; the only module that knows the local
+//! API's HTTP shapes.
+
+mod highlevel;
+mod metrics;
+mod mirror;
+pub mod params;
+
+use crate::model::{iso_from_ms, now_ms};
+use crate::store::{Store, StoreError};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to serve on {addr}: it is reachable from other machines and no API token is set; \
+         export {token_env}=<a long random string> (clients then send `Authorization: Bearer <it>`), \
+         or listen on 127.0.0.1"
+    )]
+    ExposedWithoutToken { addr: SocketAddr, token_env: String },
+    #[error("cannot listen on {addr}: {source}; pick a free port with --listen or serve.listen")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the local API stopped: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Refuses an address beyond loopback without a token.
+pub fn check_exposure(
+    addr: SocketAddr,
+    token: Option<&SecretString>,
+    token_env: &str,
+) -> Result<(), ServeError> {
+    if addr.ip().is_loopback() || token.is_some() {
+        return Ok(());
+    }
+    Err(ServeError::ExposedWithoutToken {
+        addr,
+        token_env: token_env.to_string(),
+    })
+}
+
+/// Binds `addr` (port 0 picks a free one).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    store: Store,
+    token: Option<SecretString>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    axum::serve(listener, router(store, token))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// What every handler shares.
+pub(crate) struct Api {
+    store: Store,
+    token: Option<SecretString>,
+    freshness: Mutex<Freshness>,
+    metrics: metrics::HttpMetrics,
+}
+
+/// Each location's last successful contacts sync, re-read at most once a second.
+#[derive(Default)]
+struct Freshness {
+    read_at: Option<Instant>,
+    synced_ms: HashMap<String, Option<i64>>,
+}
+
+const FRESHNESS_TTL: Duration = Duration::from_secs(1);
+
+impl Api {
+    /// The freshness figures, re-read when older than [`FRESHNESS_TTL`].
+    fn freshness(&self) -> std::sync::MutexGuard<'_, Freshness> {
+        let mut f = self
+            .freshness
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if f.read_at.is_none_or(|t| t.elapsed() >= FRESHNESS_TTL) {
+            // On a read error the previous figures stand; handlers report their own errors.
+            if let Ok(rows) = self.store.contacts_synced_ms() {
+                f.synced_ms = rows.into_iter().collect();
+            }
+            f.read_at = Some(Instant::now());
+        }
+        f
+    }
+
+    /// The locations the mirror holds (as of at most a second ago).
+    fn mirrored_locations(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.freshness().synced_ms.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// The last successful contacts sync of `location`, or the least recent across locations.
+    fn synced_ms(&self, location: Option<&str>) -> Option<i64> {
+        let f = self.freshness();
+        match location {
+            Some(loc) => f.synced_ms.get(loc).copied().flatten(),
+            None if f.synced_ms.values().any(Option::is_none) => None,
+            None => f.synced_ms.values().copied().flatten().min(),
+        }
+    }
+
+    /// Runs a store read off the async workers.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let api = self.clone();
+        tokio::task::spawn_blocking(move || f(&api.store))
+            .await
+            .map_err(|e| ApiError::unavailable(format!("the query was aborted: {e}")))?
+    }
+}
+
+/// The local API's routes.
+pub fn router(store: Store, token: Option<SecretString>) -> Router {
+    let api = Arc::new(Api {
+        store,
+        token,
+        freshness: Mutex::new(Freshness::default()),
+        metrics: metrics::HttpMetrics::default(),
+    });
+    Router::new()
+        .route("/contacts/search", post(highlevel::search))
+        .route("/contacts/", get(highlevel::list))
+        .route("/contacts", get(highlevel::list))
+        .route("/contacts/business/{business_id}", get(highlevel::by_business))
+        .route("/contacts/{contact_id}", get(highlevel::contact))
+        .route("/contacts/{contact_id}/tasks", get(highlevel::tasks))
+        .route("/contacts/{contact_id}/tasks/{task_id}", get(highlevel::task))
+        .route("/contacts/{contact_id}/notes", get(highlevel::notes))
+        .route("/contacts/{contact_id}/notes/{note_id}", get(highlevel::note))
+        .route(
+            "/contacts/{contact_id}/appointments",
+            get(highlevel::appointments),
+        )
+        .route("/mirror/status", get(mirror::status))
+        .route("/mirror/search", get(mirror::search))
+        .route("/metrics", get(mirror::metrics))
+        .route("/health", get(mirror::health))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
+        .layer(middleware::from_fn_with_state(api.clone(), around))
+        .with_state(api)
+}
+
+/// HighLevel's (NestJS) answer to a path or method it does not serve.
+async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        json!({
+            "statusCode": 404,
+            "message": format!("Cannot {method} {}", uri.path()),
+            "error": "Not Found",
+        }),
+    )
+}
+
+/// Which location's freshness a response reports (set by handlers as a response extension).
+#[derive(Clone)]
+pub(crate) struct Scope(pub String);
+
+/// When the list in a response was fetched (`None`: never), for sub-resource lists.
+#[derive(Clone)]
+pub(crate) struct ListFetched(pub Option<String>);
+
+/// Auth, then the handler, then the freshness headers and request metrics.
+async fn around(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let method = req.method().clone();
+    let mut resp = match authorize(&api, &route, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    };
+    let scope = resp.extensions().get::<Scope>().map(|s| s.0.clone());
+    let listed = resp.extensions().get::<ListFetched>().cloned();
+    let synced = api.synced_ms(scope.as_deref());
+    let h = resp.headers_mut();
+    match synced {
+        Some(ms) => {
+            h.insert("x-mirror-synced-at", header_value(&iso_from_ms(ms)));
+            let age = (now_ms() - ms).max(0) / 1000;
+            h.insert("x-mirror-age-seconds", HeaderValue::from(age));
+        }
+        None => {
+            h.insert("x-mirror-synced-at", HeaderValue::from_static("never"));
+        }
+    }
+    if let Some(ListFetched(at)) = listed {
+        let v = at.as_deref().map_or(HeaderValue::from_static("never"), header_value);
+        h.insert("x-mirror-list-fetched-at", v);
+    }
+    api.metrics
+        .observe(&method, &route, resp.status(), started.elapsed());
+    resp
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("invalid"))
+}
+
+/// Checks the bearer token (in constant time) when one is configured.
+fn authorize(api: &Api, route: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &api.token else {
+        return Ok(());
+    };
+    if route == "/health" {
+        return Ok(());
+    }
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let expected = token.expose_secret().as_bytes();
+    let ok = sent.is_some_and(|s| subtle::ConstantTimeEq::ct_eq(s.as_bytes(), expected).into());
+    if ok {
+        return Ok(());
+    }
+    let message = if sent.is_some() {
+        "Invalid token: the bearer token does not match this ghl-mirror's API token"
+    } else {
+        "Missing token: send `Authorization: Bearer <token>` with the value of this ghl-mirror's API token (serve.token_env)"
+    };
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        json!({"statusCode": 401, "message": message, "error": "Unauthorized"}),
+    ))
+}
+
+/// An error response in HighLevel's shape: `{statusCode, message[, error]}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, body: Value) -> ApiError {
+        ApiError { status, body }
+    }
+
+    /// 400 `{statusCode, message}`, as HighLevel answers an unknown id.
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            json!({"statusCode": 400, "message": message}),
+        )
+    }
+
+    /// 422 with a list of validation messages.
+    pub(crate) fn unprocessable(messages: Vec<String>) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"statusCode": 422, "message": messages, "error": "Unprocessable Entity"}),
+        )
+    }
+
+    /// 403 for a location this mirror does not hold.
+    pub(crate) fn unknown_location(location: &str, mirrored: &[String]) -> ApiError {
+        let held = if mirrored.is_empty() {
+            "none yet; run `ghl-mirror sync` first".to_string()
+        } else {
+            mirrored.join(", ")
+        };
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            json!({
+                "statusCode": 403,
+                "message": format!(
+                    "The token does not have access to this location. ghl-mirror does not mirror location {location:?} (it mirrors: {held})"
+                ),
+            }),
+        )
+    }
+
+    /// 503: the mirror cannot answer right now (database unreadable, query aborted).
+    pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"statusCode": 503, "message": message, "error": "Service Unavailable"}),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "local API: database read failed");
+        ApiError::unavailable(e.to_string())
+    }
+}
+
+impl From<params::Invalid> for ApiError {
+    fn from(e: params::Invalid) -> ApiError {
+        match e {
+            params::Invalid::Unprocessable(m) => ApiError::unprocessable(m),
+            params::Invalid::BadRequest(m) => ApiError::bad_request(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, self.body.to_string())
+    }
+}
+
+/// A JSON body already rendered.
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
