@@ -222,10 +222,7 @@ fn search_after(hit: &Hit) -> Value {
 }
 
 /// POST /contacts/search → `{"contacts":[...],"total":N,"traceId":"..."}`.
-pub(super) async fn search(
-    State(api): State<Arc<Api>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub(super) async fn search(State(api): State<Arc<Api>>, body: Bytes) -> Result<Response, ApiError> {
     let body: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the request body is not valid JSON ({e}); send a JSON object such as {{\"locationId\":\"...\",\"pageLimit\":100}}"
@@ -238,7 +235,13 @@ pub(super) async fn search(
     let items: Vec<String> = page
         .hits
         .iter()
-        .map(|h| reshape(&h.raw, &NOT_IN_SEARCH, Some(("searchAfter", search_after(h)))))
+        .map(|h| {
+            reshape(
+                &h.raw,
+                &NOT_IN_SEARCH,
+                Some(("searchAfter", search_after(h))),
+            )
+        })
         .collect();
     let tail = format!(",\"total\":{},\"traceId\":\"{}\"", page.total, trace_id());
     let body = wrap_list("contacts", items.iter().map(String::as_str), &tail);
@@ -368,7 +371,11 @@ mod tests {
     fn reshaping_drops_keys_keeps_order_and_appends() {
         let raw = r#"{"id":"a","searchAfter":[1,"a"],"dndSettings":{},"name":"Ann"}"#;
         assert_eq!(
-            reshape(raw, &NOT_IN_SEARCH, Some(("searchAfter", serde_json::json!([2, "a"])))),
+            reshape(
+                raw,
+                &NOT_IN_SEARCH,
+                Some(("searchAfter", serde_json::json!([2, "a"])))
+            ),
             r#"{"id":"a","name":"Ann","searchAfter":[2,"a"]}"#
         );
         assert_eq!(

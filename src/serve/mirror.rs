@@ -9,8 +9,8 @@ use crate::store::TextQueryError;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use serde_json::{Value, json};
 use serde_json::value::RawValue;
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// GET /mirror/status → every (location, stream): rows, watermark, last run, last success.

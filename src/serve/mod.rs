@@ -160,12 +160,21 @@ pub fn router(store: Store, token: Option<SecretString>) -> Router {
         .route("/contacts/search", post(highlevel::search))
         .route("/contacts/", get(highlevel::list))
         .route("/contacts", get(highlevel::list))
-        .route("/contacts/business/{business_id}", get(highlevel::by_business))
+        .route(
+            "/contacts/business/{business_id}",
+            get(highlevel::by_business),
+        )
         .route("/contacts/{contact_id}", get(highlevel::contact))
         .route("/contacts/{contact_id}/tasks", get(highlevel::tasks))
-        .route("/contacts/{contact_id}/tasks/{task_id}", get(highlevel::task))
+        .route(
+            "/contacts/{contact_id}/tasks/{task_id}",
+            get(highlevel::task),
+        )
         .route("/contacts/{contact_id}/notes", get(highlevel::notes))
-        .route("/contacts/{contact_id}/notes/{note_id}", get(highlevel::note))
+        .route(
+            "/contacts/{contact_id}/notes/{note_id}",
+            get(highlevel::note),
+        )
         .route(
             "/contacts/{contact_id}/appointments",
             get(highlevel::appointments),
@@ -228,7 +237,9 @@ async fn around(State(api): State<Arc<Api>>, req: Request, next: Next) -> Respon
         }
     }
     if let Some(ListFetched(at)) = listed {
-        let v = at.as_deref().map_or(HeaderValue::from_static("never"), header_value);
+        let v = at
+            .as_deref()
+            .map_or(HeaderValue::from_static("never"), header_value);
         h.insert("x-mirror-list-fetched-at", v);
     }
     api.metrics

@@ -297,7 +297,10 @@ fn sort_keys(v: &Value) -> Result<Vec<Sort>, String> {
                 ));
             }
         };
-        let dir = item.get("direction").and_then(Value::as_str).unwrap_or("asc");
+        let dir = item
+            .get("direction")
+            .and_then(Value::as_str)
+            .unwrap_or("asc");
         let desc = match dir.to_ascii_lowercase().as_str() {
             "asc" => false,
             "desc" => true,

@@ -5,5 +5,6 @@
 mod cli;
 mod errors;
 mod kit;
+mod serve;
 mod subs;
 mod sync;
