@@ -2,25 +2,32 @@
 //!
 //! # Code map
 //! - `config`   raw TOML + environment -> validated `Config` (URLs, durations, `SecretString`s).
-//! - `model`    our vocabulary: `Contact`, `SortKey`, `Sweep`, `StreamState`, `RunProgress`. No I/O.
+//! - `model`    our vocabulary: `Contact`, `SortKey`, `Sweep`, `StreamState`, `RunProgress`;
+//!   `model::query` is what a contact query asks for (`ContactQuery`: filters, sort, cursor). No I/O.
 //! - `upstream` the HighLevel client: headers, pacing (`limiter`), retries, errors; `wire` owns
 //!   HighLevel's JSON.
 //! - `store`    SQLite: open + migrate (`migrations/`), page commits with their cursor,
-//!   tombstones, run history, read queries.
+//!   tombstones, run history, read queries (`store::read` compiles a `ContactQuery` to SQL and
+//!   runs full-text search).
 //! - `sync`     the engines: contacts (plans full / incremental / legacy sweeps, walks search from
 //!   both ends, commits page by page, reconciles deletes), sub-resources (tasks, notes,
 //!   appointments within a request budget) and businesses.
 //! - `daemon`   jobs (which streams a run covers) and the cron scheduler that runs them.
 //! - `output`   query results as a text table, JSON, NDJSON or CSV.
+//! - `serve`    the local HTTP API (axum): HighLevel's read paths and JSON shapes answered from
+//!   the store, `/mirror/*`, `/metrics`, `/health`; `serve::params` validates HighLevel's inputs.
 //! - `sandbox`  a simulated HighLevel API on loopback for the demo, tests and benchmarks.
 //! - `cli`      clap commands; the composition root that wires the parts together.
 //!
 //! # Architecture invariants
 //! - Dependencies point one way: `upstream` and `store` know `model` only; `sync` uses both;
-//!   only `cli` knows everything. `sandbox` knows nothing of the rest (it is the other side of
+//!   `serve` reads `store` (never `upstream`: the local API makes no upstream calls); only `cli`
+//!   knows everything. `sandbox` knows nothing of the rest (it is the other side of
 //!   the wire, with its own copy of HighLevel's shapes).
-//! - Only `upstream` knows HighLevel's JSON and only `store` knows SQL. Unknown upstream fields
-//!   are kept in the raw JSON, never dropped.
+//! - Only `upstream` knows HighLevel's JSON on the way in, only `serve` on the way out (it
+//!   serves the stored raw JSON, reshaped as each route returns it), and only `store` knows
+//!   SQL. Unknown upstream fields are kept in the raw JSON, never dropped.
+//! - The local API serves only live rows: a tombstoned contact answers like an unknown one.
 //! - A page's rows and the cursor after it commit in one transaction: a crash at any moment
 //!   loses nothing and duplicates nothing.
 //! - Deletes are inferred only from a *complete* reconciling sweep; an interrupted sweep never

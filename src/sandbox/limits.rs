@@ -25,6 +25,7 @@ pub(super) enum RouteKind {
     /// The business list, or one business.
     Business,
     BusinessContacts,
+    CustomFields,
 }
 
 /// The five `X-RateLimit-*` values.
@@ -105,6 +106,7 @@ impl Limiter {
             RouteKind::TaskSearch => s.task_search_requests += 1,
             RouteKind::Business => s.business_requests += 1,
             RouteKind::BusinessContacts => s.business_contacts_requests += 1,
+            RouteKind::CustomFields => s.custom_fields_requests += 1,
         }
     }
 

@@ -23,6 +23,7 @@
 
 mod business;
 mod data;
+mod fields;
 mod filter;
 mod limits;
 mod list;
@@ -230,6 +231,8 @@ pub struct SandboxStats {
     pub business_requests: u64,
     /// GET /contacts/business/:id.
     pub business_contacts_requests: u64,
+    /// GET /locations/:id/customFields (including scope 401s).
+    pub custom_fields_requests: u64,
     /// 429s sent (limits and storms).
     pub rate_limited: u64,
     /// Injected 5xx sent.
@@ -446,6 +449,14 @@ impl Sandbox {
         }
     }
 
+    /// Grants (default) or withdraws the custom-field scope of the location's token
+    /// (`locations/customFields.readonly`); without it, the definitions answer 401.
+    pub fn set_custom_fields_scope(&self, location: &str, allowed: bool) {
+        if let Some(l) = self.loc(location) {
+            l.fields_scope.store(allowed, Ordering::Relaxed);
+        }
+    }
+
     /// Moves a live contact to business `business_id` of its location, or
     /// to none, and bumps its dateUpdated. False for an unknown location,
     /// contact or business.
@@ -526,6 +537,19 @@ impl Sandbox {
             .map(|(t, c)| (*t, *c))
             .collect();
         array_of(&subroutes::task_page_body(&store, &all), "tasks").unwrap_or_default()
+    }
+
+    /// The location's contact custom field definitions, as
+    /// GET /locations/:id/customFields?model=contact lists them.
+    pub fn custom_fields_json(&self, location: &str) -> Vec<Value> {
+        let Some(l) = self.loc(location) else {
+            return Vec::new();
+        };
+        let body = fields::body(&lock(&l.store).info, (true, false));
+        match body.get("customFields") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => Vec::new(),
+        }
     }
 
     /// Every business of the location, as GET /businesses/ lists them.

@@ -53,6 +53,8 @@ enum Route {
     Businesses,
     Business(String),
     BusinessContacts(String),
+    /// Path `locationId`.
+    CustomFields(String),
 }
 
 impl Route {
@@ -79,6 +81,7 @@ impl Route {
             }
             ["businesses"] if get => Route::Businesses,
             ["businesses", b] if get => Route::Business(s(b)),
+            ["locations", l, "customFields"] if get => Route::CustomFields(s(l)),
             _ => return None,
         })
     }
@@ -94,6 +97,7 @@ impl Route {
             Route::TaskSearch(_) => RouteKind::TaskSearch,
             Route::Businesses | Route::Business(_) => RouteKind::Business,
             Route::BusinessContacts(_) => RouteKind::BusinessContacts,
+            Route::CustomFields(_) => RouteKind::CustomFields,
         }
     }
 }
@@ -149,10 +153,17 @@ enum Input {
     Notes(String),
     Note(String, String),
     Appointments(String),
-    TaskSearch { location: String, body: Value },
+    TaskSearch {
+        location: String,
+        body: Value,
+    },
     Businesses(Vec<(String, String)>),
     Business(String),
     BusinessContacts(String, Vec<(String, String)>),
+    CustomFields {
+        location: String,
+        params: Vec<(String, String)>,
+    },
 }
 
 /// A request that passed every check.
@@ -241,6 +252,10 @@ async fn precheck(
         Route::Businesses => Input::Businesses(query_pairs(parts)),
         Route::Business(b) => Input::Business(b),
         Route::BusinessContacts(b) => Input::BusinessContacts(b, query_pairs(parts)),
+        Route::CustomFields(location) => Input::CustomFields {
+            location,
+            params: query_pairs(parts),
+        },
     };
     check_location(app, loc, &input)?;
     check_rate(app, loc)?;
@@ -263,10 +278,11 @@ async fn precheck(
     })
 }
 
-/// 401 when the token lacks the route's scope (only task search is gated).
+/// 401 when the token lacks the route's scope (task search and custom fields are gated).
 fn check_scope(app: &App, loc: usize, route: &Route) -> Result<(), Reply> {
     let allowed = match route {
         Route::TaskSearch(_) => app.locations[loc].task_scope.load(Ordering::Relaxed),
+        Route::CustomFields(_) => app.locations[loc].fields_scope.load(Ordering::Relaxed),
         _ => true,
     };
     if allowed {
@@ -335,7 +351,9 @@ fn check_location(app: &App, loc: usize, input: &Input) -> Result<(), Reply> {
             location_param(params)
         }
         Input::Search(body) => body_location(body),
-        Input::TaskSearch { location, .. } => Some(location.as_str()),
+        Input::TaskSearch { location, .. } | Input::CustomFields { location, .. } => {
+            Some(location.as_str())
+        }
         Input::Get(_)
         | Input::Tasks(_)
         | Input::Task(..)
@@ -382,6 +400,7 @@ fn run_handler(app: &App, loc: usize, input: Input) -> Reply {
         Input::Businesses(params) => subroutes::businesses(app, loc, &params),
         Input::Business(b) => subroutes::business(app, loc, &b),
         Input::BusinessContacts(b, params) => subroutes::business_contacts(app, loc, &b, &params),
+        Input::CustomFields { params, .. } => subroutes::custom_fields(app, loc, &params),
     }
 }
 

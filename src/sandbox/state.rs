@@ -25,6 +25,8 @@ pub(super) struct Location {
     pub revoked: AtomicBool,
     /// Whether the token has the task-search scope.
     pub task_scope: AtomicBool,
+    /// Whether the token has the custom-field scope.
+    pub fields_scope: AtomicBool,
     pub store: Mutex<Store>,
     pub limiter: Mutex<Limiter>,
 }
@@ -104,6 +106,7 @@ impl App {
                 id: l.id.clone(),
                 revoked: AtomicBool::new(false),
                 task_scope: AtomicBool::new(true),
+                fields_scope: AtomicBool::new(true),
                 store: Mutex::new(Store::generate(
                     config.seed,
                     &l.id,

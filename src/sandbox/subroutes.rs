@@ -174,6 +174,19 @@ pub(super) fn business(app: &App, loc: usize, id: &str) -> Reply {
     not_found(loc, "Business")
 }
 
+/// GET /locations/:locationId/customFields[?model=] → `{"customFields":[...]}`.
+pub(super) fn custom_fields(app: &App, loc: usize, params: &[(String, String)]) -> Reply {
+    let models = match super::fields::parse_model(params) {
+        Ok(m) => m,
+        Err(message) => return Reply::unprocessable(loc, &[message]),
+    };
+    let body = {
+        let store = lock(&app.locations[loc].store);
+        super::fields::body(&store.info, models)
+    };
+    Reply::new(Some(loc), StatusCode::OK, body.to_string().into_bytes())
+}
+
 /// GET /contacts/business/:businessId → `{"contacts":[...],"count":N}`.
 pub(super) fn business_contacts(
     app: &App,

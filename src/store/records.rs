@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 enum Table {
     Sub(SubKind),
     Businesses,
+    CustomFields,
 }
 
 impl Table {
@@ -25,6 +26,7 @@ impl Table {
             Table::Sub(SubKind::Notes) => "notes",
             Table::Sub(SubKind::Appointments) => "appointments",
             Table::Businesses => "businesses",
+            Table::CustomFields => "custom_fields",
         }
     }
 
@@ -343,6 +345,38 @@ impl Store {
             let mut p = progress.clone();
             p.pages += 1;
             p.received += businesses.len() as u64;
+            counts.add_to(&mut p);
+            write_progress(tx, run.run_id, &p)?;
+            Ok((counts, p))
+        })?;
+        *progress = p;
+        Ok(counts)
+    }
+
+    /// Replaces the location's custom field definitions with a complete list: definitions it
+    /// does not have are tombstoned.
+    pub fn commit_custom_fields(
+        &self,
+        run: RunKey<'_>,
+        fields: &[Record],
+        progress: &mut RunProgress,
+    ) -> Result<RecordCounts, StoreError> {
+        let now = iso_from_ms(now_ms());
+        let (counts, p) = self.write(|tx| {
+            let mut w = RecordWriter::new(tx, Table::CustomFields, &now)?;
+            for rec in fields {
+                w.upsert(run.location, rec, None)?;
+            }
+            let mut counts = w.counts;
+            drop(w);
+            counts.tombstoned = tx.execute(
+                "UPDATE custom_fields SET deleted_at = ?2
+                 WHERE location_id = ?1 AND deleted_at IS NULL AND fetched_at < ?2",
+                params![run.location, now],
+            )? as u64;
+            let mut p = progress.clone();
+            p.pages += 1;
+            p.received += fields.len() as u64;
             counts.add_to(&mut p);
             write_progress(tx, run.run_id, &p)?;
             Ok((counts, p))

@@ -1,5 +1,10 @@
-//! The business stream: the location's businesses (`GET /businesses/`), then each business's
-//! contacts (`GET /contacts/business/:businessId`) as links, within the run's request budget.
+//! The business stream: the location's custom field definitions
+//! (`GET /locations/:id/customFields`, one request, so reports can name custom fields), the
+//! location's businesses (`GET /businesses/`), then each business's contacts
+//! (`GET /contacts/business/:businessId`) as links, within the run's request budget.
+//!
+//! Custom field definitions are reference data: a token without their scope
+//! (`locations/customFields.readonly`) or an unreadable answer is a warning, never a failure.
 //!
 //! Businesses are listed completely every run (one request per 100), and only a complete list
 //! tombstones. Links are refreshed business by business, the ones read longest ago first, and a
@@ -54,6 +59,7 @@ pub async fn sync_businesses(
 
 impl BusinessRun<'_> {
     async fn execute(&mut self) -> Result<(), Halt> {
+        self.custom_fields().await?;
         let limit = self.opts.page_limit;
         let started = now_ms();
         let mut skip = 0u64;
@@ -86,6 +92,24 @@ impl BusinessRun<'_> {
                     store.replace_business_links(run, &business, contacts.as_deref(), p)
                 })
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the custom field definitions; a refusal or an unreadable list is a warning.
+    async fn custom_fields(&mut self) -> Result<(), Halt> {
+        self.ctx.check()?;
+        match self.ctx.client.custom_fields().await {
+            Ok(fields) => {
+                self.ctx
+                    .commit(move |store, run, p| store.commit_custom_fields(run, &fields, p))
+                    .await?;
+            }
+            Err(e) if e.is_scope_refusal() || e.is_item_error() => {
+                tracing::warn!(location = %self.ctx.location, error = %e, "custom field names not read (needs the locations/customFields.readonly scope); reports show field ids instead");
+                self.ctx.progress.warnings += 1;
+            }
+            Err(e) => return Err(upstream(e, "locations/customFields.readonly")),
         }
         Ok(())
     }

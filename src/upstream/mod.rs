@@ -468,6 +468,17 @@ impl Client {
         records(EP, &bytes, "contacts")
     }
 
+    /// `GET /locations/:locationId/customFields?model=contact`: the location's contact custom
+    /// field definitions (names for the ids in each contact's `customFields`).
+    pub async fn custom_fields(&self) -> Result<Vec<Record>, UpstreamError> {
+        const EP: &str = "GET /locations/:locationId/customFields";
+        let mut url =
+            self.url_segments(&["locations", &self.inner.s.location_id, "customFields"])?;
+        url.query_pairs_mut().append_pair("model", "contact");
+        let bytes = self.send(EP, || self.inner.http.get(url.clone())).await?;
+        Ok(records(EP, &bytes, "customFields")?.records)
+    }
+
     /// The base URL plus path segments, each percent-encoded (ids never break the path).
     fn url_segments(&self, segments: &[&str]) -> Result<Url, UpstreamError> {
         let mut url = self.url("")?;

@@ -944,3 +944,87 @@ async fn reporting_views_flatten_only_what_exists_upstream() {
     );
     assert!(k.count("SELECT COUNT(*) FROM live_custom_values") > 0);
 }
+
+#[tokio::test]
+async fn custom_fields_are_reported_by_name() {
+    let k = kit(120).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    assert_success(&sync_businesses(&k.store, &client, &BusinessOptions::default(), stop()).await);
+    // The definitions are mirrored exactly (contact fields only).
+    let sql = format!(
+        "SELECT raw FROM custom_fields WHERE location_id = '{LOC}' AND deleted_at IS NULL ORDER BY position"
+    );
+    let local: Vec<Value> = k
+        .store
+        .query(&sql, 100)
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|r| serde_json::from_str(r[0].as_deref().unwrap()).unwrap())
+        .collect();
+    let upstream = k.sandbox.custom_fields_json(LOC);
+    assert_eq!(local.len(), 5);
+    assert_eq!(local, upstream);
+    // Every value of every live contact carries its field's name, in both views.
+    assert_eq!(
+        k.count("SELECT COUNT(*) FROM live_custom_values WHERE field_name IS NULL"),
+        0
+    );
+    let names: std::collections::HashMap<String, String> = upstream
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().into(),
+                f["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let mut checked = 0;
+    for id in k.sandbox.live_contact_ids(LOC) {
+        let contact = k.sandbox.contact_json(LOC, &id).unwrap();
+        let want: serde_json::Map<String, Value> = contact["customFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (names[f["id"].as_str().unwrap()].clone(), f["value"].clone()))
+            .collect();
+        let row = k
+            .store
+            .query(
+                &format!("SELECT custom_fields FROM live_contacts WHERE id = '{id}'"),
+                1,
+            )
+            .unwrap();
+        let got: Value = serde_json::from_str(row.rows[0][0].as_deref().unwrap()).unwrap();
+        assert_eq!(got, Value::Object(want), "{id}");
+        checked += usize::from(!contact["customFields"].as_array().unwrap().is_empty());
+    }
+    assert!(checked > 20, "{checked}");
+}
+
+#[tokio::test]
+async fn without_the_custom_field_scope_the_business_run_still_succeeds_with_a_warning() {
+    let k = kit(40).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    k.sandbox.set_custom_fields_scope(LOC, false);
+    let r = sync_businesses(&k.store, &client, &BusinessOptions::default(), stop()).await;
+    assert_success(&r);
+    assert_eq!(r.progress.warnings, 1);
+    assert_eq!(k.count("SELECT COUNT(*) FROM custom_fields"), 0);
+    assert!(k.count("SELECT COUNT(*) FROM businesses WHERE deleted_at IS NULL") > 0);
+    // The values stay reportable, by field id.
+    assert!(k.count("SELECT COUNT(*) FROM live_custom_values WHERE field_name IS NULL") > 0);
+    // Once the scope is granted, the next run names them.
+    k.sandbox.set_custom_fields_scope(LOC, true);
+    assert_success(&sync_businesses(&k.store, &client, &BusinessOptions::default(), stop()).await);
+    assert_eq!(
+        k.count("SELECT COUNT(*) FROM custom_fields WHERE deleted_at IS NULL"),
+        5
+    );
+    assert_eq!(
+        k.count("SELECT COUNT(*) FROM live_custom_values WHERE field_name IS NULL"),
+        0
+    );
+}
