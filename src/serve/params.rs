@@ -466,7 +466,10 @@ fn cursor(v: &Value, sort: &[Sort]) -> Result<(Vec<SortValue>, String), String> 
     let mut values = Vec::with_capacity(sort.len());
     for (key, item) in sort.iter().zip(items) {
         let value = if key.field.is_date() {
-            timestamp(item).map(SortValue::Ms)
+            match item {
+                Value::Null => Some(SortValue::Null),
+                v => timestamp(v).map(SortValue::Ms),
+            }
         } else {
             match item {
                 Value::Null => Some(SortValue::Null),

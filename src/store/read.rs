@@ -396,10 +396,15 @@ impl Sql {
         self.text.push_str(s);
     }
 
-    fn bind(&mut self, v: Value) {
+    /// Adds a parameter and returns its placeholder (`?N`), to be placed in the text.
+    fn param(&mut self, v: Value) -> String {
         self.params.push(v);
-        self.text.push('?');
-        self.text.push_str(&self.params.len().to_string());
+        format!("?{}", self.params.len())
+    }
+
+    fn bind(&mut self, v: Value) {
+        let p = self.param(v);
+        self.text.push_str(&p);
     }
 
     fn bind_text(&mut self, s: &str) {
@@ -645,49 +650,61 @@ fn order_by(sql: &mut Sql, sort: &[Sort]) {
     sql.push(if last_desc { "c.id DESC" } else { "c.id ASC" });
 }
 
-/// "Strictly after the cursor" in the order of `sort`.
+/// "Strictly after the cursor" in the order [`order_by`] gives: text keys put missing values
+/// last in both directions; date keys keep SQLite's own order (missing first ascending, last
+/// descending) so that their index serves the ORDER BY.
 fn after(sql: &mut Sql, sort: &[Sort], values: &[SortValue], id: &str) {
     let last_desc = sort.last().is_some_and(|k| k.desc);
     if let ([key], [SortValue::Ms(ms)]) = (sort, values) {
         // One date key: a row-value comparison SQLite answers from the index.
-        let op = if key.desc { "<" } else { ">" };
-        sql.push(&format!("({}, c.id) {op} (", sort_expr(key.field)));
-        sql.bind(Value::Integer(*ms));
-        sql.push(", ");
-        sql.bind_text(id);
-        sql.push(")");
+        let expr = sort_expr(key.field);
+        let (ms, id) = (
+            sql.param(Value::Integer(*ms)),
+            sql.param(Value::Text(id.into())),
+        );
+        sql.push(&if key.desc {
+            format!("(({expr}, c.id) < ({ms}, {id}) OR {expr} IS NULL)")
+        } else {
+            format!("({expr}, c.id) > ({ms}, {id})")
+        });
         return;
     }
     let mut open = 0;
     for (key, value) in sort.iter().zip(values) {
-        let expr = sort_expr(key.field);
-        let beyond = if key.desc { "<" } else { ">" };
-        let bound = match value {
-            SortValue::Ms(ms) => Value::Integer(*ms),
-            SortValue::Text(s) => Value::Text(s.clone()),
-            // Nothing sorts after a missing value; only equals (also missing) go on.
-            SortValue::Null => {
-                sql.push(&format!("({expr} IS NULL AND "));
-                open += 1;
-                continue;
-            }
-        };
-        sql.push("(");
-        if !key.field.is_date() {
-            sql.push(&format!("{expr} IS NULL OR "));
-        }
-        sql.push(&format!("{expr} {beyond} "));
-        sql.bind(bound.clone());
-        sql.push(&format!(" OR ({expr} = "));
-        sql.bind(bound);
-        sql.push(" AND ");
+        let (beyond, same) = key_after(sql, *key, value);
+        sql.push(&format!("({beyond} OR ({same} AND "));
         open += 2;
     }
-    sql.push(if last_desc { "c.id < " } else { "c.id > " });
-    sql.bind_text(id);
+    let id = sql.param(Value::Text(id.into()));
+    sql.push(&format!("c.id {} {id}", if last_desc { "<" } else { ">" }));
     for _ in 0..open {
         sql.push(")");
     }
+}
+
+/// For one key and the cursor's value: (sorts beyond it, sorts level with it).
+fn key_after(sql: &mut Sql, key: Sort, value: &SortValue) -> (String, String) {
+    let expr = sort_expr(key.field);
+    let date = key.field.is_date();
+    let bound = match value {
+        SortValue::Ms(ms) => Value::Integer(*ms),
+        SortValue::Text(s) => Value::Text(s.clone()),
+        // Missing dates come first ascending: every present one is beyond.
+        SortValue::Null if date && !key.desc => {
+            return (format!("{expr} IS NOT NULL"), format!("{expr} IS NULL"));
+        }
+        // Otherwise missing values come last: nothing is beyond them.
+        SortValue::Null => return ("0".into(), format!("{expr} IS NULL")),
+    };
+    let p = sql.param(bound);
+    let same = format!("{expr} = {p}");
+    let beyond = match (date, key.desc) {
+        (true, false) => format!("{expr} > {p}"),
+        (true, true) => format!("({expr} < {p} OR {expr} IS NULL)"),
+        (false, false) => format!("({expr} IS NULL OR {expr} > {p})"),
+        (false, true) => format!("({expr} IS NULL OR {expr} < {p})"),
+    };
+    (beyond, same)
 }
 
 /// A safe FTS5 expression for free text: each word becomes a quoted prefix term (so no input
@@ -730,6 +747,90 @@ mod tests {
             Some("\"near\"* \"a\"* \"b\"* \"or\"* \"x\"*")
         );
         assert_eq!(fts_expression(" -- ()"), None);
+    }
+
+    /// A store with 9 contacts of one location, some missing dates, names and companies.
+    fn ragged_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .write(|tx| {
+                tx.execute("INSERT INTO locations (id) VALUES ('L')", [])?;
+                let rows: [(&str, Option<i64>, Option<i64>, Option<&str>, Option<&str>); 9] = [
+                    ("a", Some(5), Some(50), Some("Ann"), Some("Acme")),
+                    ("b", None, Some(50), None, None),
+                    ("c", Some(5), None, Some("Ann"), Some("Zed")),
+                    ("d", None, None, Some("bob"), None),
+                    ("e", Some(1), Some(10), Some("Åsa"), Some("acme")),
+                    ("f", Some(9), Some(10), None, Some("Acme")),
+                    ("g", None, Some(70), Some("Bob"), None),
+                    ("h", Some(9), None, Some("ann"), Some("Zed")),
+                    ("i", Some(1), Some(70), Some("Zoë"), None),
+                ];
+                for (id, added, updated, first, company) in rows {
+                    tx.execute(
+                        "INSERT INTO contacts (location_id, id, first_name, company_name,
+                           date_added_ms, date_updated_ms, raw, first_seen_at, changed_at, fetched_at)
+                         VALUES ('L', ?1, ?2, ?3, ?4, ?5, '{}', 'x', 'x', 'x')",
+                        params![id, first, company, added, updated],
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn cursor_paging_visits_every_contact_once_in_every_order_even_with_missing_values() {
+        let (_dir, store) = ragged_store();
+        let key = |field, desc| Sort { field, desc };
+        let orders = [
+            vec![key(SortField::DateAdded, false)],
+            vec![key(SortField::DateAdded, true)],
+            vec![key(SortField::DateUpdated, false)],
+            vec![key(SortField::DateUpdated, true)],
+            vec![key(SortField::FirstName, false)],
+            vec![key(SortField::FirstName, true)],
+            vec![
+                key(SortField::CompanyName, true),
+                key(SortField::DateAdded, false),
+            ],
+            vec![
+                key(SortField::DateUpdated, true),
+                key(SortField::FirstName, false),
+            ],
+            vec![
+                key(SortField::DateAdded, false),
+                key(SortField::DateUpdated, true),
+            ],
+        ];
+        for sort in orders {
+            let mut whole = ContactQuery::all("L", 100);
+            whole.sort = sort.clone();
+            let all: Vec<String> = store
+                .search_contacts(&whole)
+                .unwrap()
+                .hits
+                .into_iter()
+                .map(|h| h.id)
+                .collect();
+            assert_eq!(all.len(), 9, "{sort:?}");
+            for page in [1, 2, 4] {
+                let mut q = whole.clone();
+                q.limit = page;
+                let mut walked = Vec::new();
+                loop {
+                    let hits = store.search_contacts(&q).unwrap().hits;
+                    let Some(last) = hits.last() else { break };
+                    q.after = Some((last.sort_values.clone(), last.id.clone()));
+                    walked.extend(hits.into_iter().map(|h| h.id));
+                    assert!(walked.len() <= 9, "{sort:?} by {page}: {walked:?}");
+                }
+                assert_eq!(walked, all, "{sort:?} by {page}");
+                assert_eq!(store.count_contacts(&q, true).unwrap(), 0);
+            }
+        }
     }
 
     #[test]
