@@ -26,6 +26,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod query;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ghl-mirror",
@@ -60,6 +62,21 @@ pub enum Command {
     Status,
     /// Run one read-only SQL query on the mirror (writes are refused).
     Sql(SqlArgs),
+    /// Show, list or search the mirrored contacts (reads the mirror only; no token needed).
+    #[command(subcommand)]
+    Contacts(query::ContactsCommand),
+    /// List the mirrored tasks of live contacts.
+    #[command(subcommand)]
+    Tasks(query::TasksCommand),
+    /// List the mirrored notes of live contacts.
+    #[command(subcommand)]
+    Notes(query::NotesCommand),
+    /// List the mirrored appointments of live contacts.
+    #[command(subcommand)]
+    Appointments(query::AppointmentsCommand),
+    /// Write every matching contact, task, note or appointment to a CSV, JSON or NDJSON file,
+    /// replacing it only once complete.
+    Export(query::ExportArgs),
     /// Run the simulated HighLevel API on 127.0.0.1 until Ctrl-C.
     Sandbox(SandboxArgs),
     /// Start a sandbox in-process, sync it, apply churn, sync again, and show what changed.
@@ -200,6 +217,26 @@ async fn run_async(cli: Cli) -> Result<ExitCode> {
         Command::Sql(a) => {
             let config = load_config_with(&cli, &NoTokensNeeded)?;
             run_sql(&config, a)
+        }
+        Command::Contacts(c) => {
+            let config = load_config_with(&cli, &NoTokensNeeded)?;
+            query::run_contacts(&config, c)
+        }
+        Command::Tasks(c) => {
+            let config = load_config_with(&cli, &NoTokensNeeded)?;
+            query::run_tasks(&config, c)
+        }
+        Command::Notes(c) => {
+            let config = load_config_with(&cli, &NoTokensNeeded)?;
+            query::run_notes(&config, c)
+        }
+        Command::Appointments(c) => {
+            let config = load_config_with(&cli, &NoTokensNeeded)?;
+            query::run_appointments(&config, c)
+        }
+        Command::Export(a) => {
+            let config = load_config_with(&cli, &NoTokensNeeded)?;
+            query::run_export(&config, a)
         }
     }
 }

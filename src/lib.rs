@@ -8,7 +8,7 @@
 //!   HighLevel's JSON.
 //! - `store`    SQLite: open + migrate (`migrations/`), page commits with their cursor,
 //!   tombstones, run history, read queries (`store::read` compiles a `ContactQuery` to SQL and
-//!   runs full-text search).
+//!   runs full-text search; `store::listing` streams tasks, notes and appointments).
 //! - `sync`     the engines: contacts (plans full / incremental / legacy sweeps, walks search from
 //!   both ends, commits page by page, reconciles deletes), sub-resources (tasks, notes,
 //!   appointments within a request budget) and businesses.
@@ -17,7 +17,8 @@
 //! - `serve`    the local HTTP API (axum): HighLevel's read paths and JSON shapes answered from
 //!   the store, `/mirror/*`, `/metrics`, `/health`; `serve::params` validates HighLevel's inputs.
 //! - `sandbox`  a simulated HighLevel API on loopback for the demo, tests and benchmarks.
-//! - `cli`      clap commands; the composition root that wires the parts together.
+//! - `cli`      clap commands; the composition root that wires the parts together
+//!   (`cli::query`: the read commands `contacts`, `tasks`, `notes`, `appointments`, `export`).
 //!
 //! # Architecture invariants
 //! - Dependencies point one way: `upstream` and `store` know `model` only; `sync` uses both;

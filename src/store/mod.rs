@@ -14,9 +14,13 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod listing;
 mod lock;
 mod read;
 mod records;
+pub use listing::{
+    AppointmentFilter, AppointmentRow, NoteFilter, NoteOrder, NoteRow, TaskFilter, TaskRow,
+};
 pub use lock::StreamLock;
 pub use read::{
     Hit, HitPage, Metrics, RunFigures, StoredContact, StoredList, TextHit, TextQueryError,

@@ -208,6 +208,13 @@ impl Store {
 
     /// Runs a contact query: one page of hits, and the number of matches in all.
     pub fn search_contacts(&self, q: &ContactQuery) -> Result<HitPage, StoreError> {
+        let total = self.count_contacts(q, false)?;
+        let hits = self.contacts_page(q)?;
+        Ok(HitPage { hits, total })
+    }
+
+    /// One page of a contact query, without counting the matches (for walks that page on).
+    pub fn contacts_page(&self, q: &ContactQuery) -> Result<Vec<Hit>, StoreError> {
         let mut select = Sql::default();
         select.push("SELECT c.id, c.raw");
         for key in &q.sort {
@@ -222,9 +229,8 @@ impl Store {
         select.bind(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
         select.push(" OFFSET ");
         select.bind(Value::Integer(i64::try_from(q.offset).unwrap_or(i64::MAX)));
-        let total = self.count_contacts(q, false)?;
         let dates: Vec<bool> = q.sort.iter().map(|k| k.field.is_date()).collect();
-        let hits = self.read(|c| {
+        self.read(|c| {
             let mut st = c.prepare_cached(&select.text)?;
             st.query_map(params_from_iter(&select.params), |r| {
                 let mut sort_values = Vec::with_capacity(dates.len());
@@ -242,8 +248,7 @@ impl Store {
                 })
             })?
             .collect::<rusqlite::Result<Vec<Hit>>>()
-        })?;
-        Ok(HitPage { hits, total })
+        })
     }
 
     /// How many contacts match `q`; past its cursor too when `with_cursor`.
@@ -756,7 +761,9 @@ mod tests {
         store
             .write(|tx| {
                 tx.execute("INSERT INTO locations (id) VALUES ('L')", [])?;
-                let rows: [(&str, Option<i64>, Option<i64>, Option<&str>, Option<&str>); 9] = [
+                // (id, dateAdded, dateUpdated, firstName, companyName)
+                type Row<'a> = (&'a str, Option<i64>, Option<i64>, Option<&'a str>, Option<&'a str>);
+                let rows: [Row<'_>; 9] = [
                     ("a", Some(5), Some(50), Some("Ann"), Some("Acme")),
                     ("b", None, Some(50), None, None),
                     ("c", Some(5), None, Some("Ann"), Some("Zed")),

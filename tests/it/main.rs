@@ -5,6 +5,7 @@
 mod cli;
 mod errors;
 mod kit;
+mod query_cli;
 mod serve;
 mod subs;
 mod sync;
