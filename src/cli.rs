@@ -926,17 +926,85 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
         );
         crate::output::write_text(&mut std::io::stdout(), &res, "   ")?;
     }
+    let api_ok = demo_api(&store, &loc.id).await?;
     sandbox.shutdown().await;
     let ok = [&full, &incr, &recon, &biz]
         .iter()
         .all(|r| r.outcome == Outcome::Success)
         && subs.outcome != Outcome::Failed
-        && live == upstream;
+        && live == upstream
+        && api_ok;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Serves the mirror on a free loopback port and reads it the way an integration would:
+/// HighLevel's own paths, then the mirror's full-text search. True when every answer is a 200.
+async fn demo_api(store: &Store, location: &str) -> Result<bool> {
+    let listener = crate::serve::bind(([127, 0, 0, 1], 0).into()).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::serve::serve(store.clone(), None, listener, async {
+        let _ = rx.await;
+    }));
+    println!("\n10. The local API (`ghl-mirror serve`) answering HighLevel's paths at {base}:");
+    let sample = store.query_table(
+        "SELECT id, email FROM contacts WHERE deleted_at IS NULL AND email IS NOT NULL \
+         ORDER BY date_updated_ms DESC LIMIT 1",
+        1,
+    )?;
+    let (id, email) = match sample.rows.first().map(Vec::as_slice) {
+        Some([id, email]) => (
+            id.as_str().unwrap_or_default().to_string(),
+            email.as_str().unwrap_or_default().to_string(),
+        ),
+        _ => (String::new(), String::new()),
+    };
+    let http = reqwest::Client::new();
+    let search = serde_json::json!({
+        "locationId": location, "pageLimit": 3,
+        "filters": [{"field": "email", "operator": "eq", "value": email}]
+    });
+    let word = email
+        .split(['@', '.'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let calls = [
+        ("GET", format!("/contacts/{id}"), None),
+        ("GET", format!("/contacts/{id}/notes"), None),
+        ("POST", "/contacts/search".to_string(), Some(search)),
+        ("GET", format!("/mirror/search?q={word}&limit=3"), None),
+    ];
+    let mut ok = true;
+    for (method, path, body) in calls {
+        let t = Instant::now();
+        let req = match &body {
+            Some(b) => http.post(format!("{base}{path}")).json(b),
+            None => http.get(format!("{base}{path}")),
+        };
+        let resp = req.send().await?;
+        let status = resp.status();
+        let fresh = resp
+            .headers()
+            .get("x-mirror-age-seconds")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?")
+            .to_string();
+        let text = resp.text().await?;
+        ok &= status.is_success();
+        let shown: String = text.chars().take(140).collect();
+        println!(
+            "   {method} {path} -> {status} in {:.2} ms (data {fresh} s old)\n      {shown}…",
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    let _ = tx.send(());
+    server.await??;
+    Ok(ok)
 }
 
 /// Requests the demo's sub-resource run may spend (about 15 s at HighLevel's limits).

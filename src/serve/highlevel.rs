@@ -20,10 +20,10 @@ use std::sync::Arc;
 /// Keys the search result shape lacks (HighLevel omits `dndSettings` from search results).
 const NOT_IN_SEARCH: [&str; 2] = ["searchAfter", "dndSettings"];
 /// Keys only search results carry.
-const SEARCH_ONLY: [&str; 1] = ["searchAfter"];
+pub(super) const SEARCH_ONLY: [&str; 1] = ["searchAfter"];
 
 /// A contact's stored JSON without `drop`, with `extra` appended. Key order is kept.
-fn reshape(raw: &str, drop: &[&str], extra: Option<(&str, Value)>) -> String {
+pub(super) fn reshape(raw: &str, drop: &[&str], extra: Option<(&str, Value)>) -> String {
     let present = drop.iter().any(|k| raw.contains(&format!("\"{k}\"")));
     if !present && extra.is_none() {
         return raw.to_string();

@@ -1,6 +1,7 @@
 //! The mirror's own routes: `/mirror/status` (per location and stream freshness),
 //! `/mirror/search?q=` (ranked full-text search), `/metrics` (Prometheus) and `/health`.
 
+use super::highlevel::{SEARCH_ONLY, reshape};
 use super::params::QueryString;
 use super::{Api, ApiError, json_response};
 use crate::model::iso_from_ms;
@@ -9,6 +10,7 @@ use crate::store::TextQueryError;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
+use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -87,17 +89,41 @@ pub(super) async fn search(
                 })
         })
         .await?;
-    let results: Vec<Value> = hits
+    let results: Vec<TextResult<'_>> = hits
         .iter()
-        .map(|h| {
-            let contact = RawValue::from_string(h.raw.clone())
-                .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))
-                .unwrap_or(Value::Null);
-            json!({"score": h.score, "locationId": h.location_id, "contact": contact})
+        .filter_map(|h| {
+            let contact = reshape(&h.raw, &SEARCH_ONLY, None);
+            Some(TextResult {
+                score: h.score,
+                location_id: &h.location_id,
+                contact: RawValue::from_string(contact).ok()?,
+            })
         })
         .collect();
-    let body = json!({"query": text, "count": results.len(), "results": results});
-    Ok(json_response(StatusCode::OK, body.to_string()))
+    let body = TextResults {
+        query: &text,
+        count: results.len(),
+        results,
+    };
+    let body = serde_json::to_string(&body)
+        .map_err(|e| ApiError::unavailable(format!("cannot render the results: {e}")))?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// `/mirror/search`'s body; contacts are the stored JSON, verbatim.
+#[derive(Serialize)]
+struct TextResults<'a> {
+    query: &'a str,
+    count: usize,
+    results: Vec<TextResult<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TextResult<'a> {
+    score: f64,
+    location_id: &'a str,
+    contact: Box<RawValue>,
 }
 
 /// GET /metrics → OpenMetrics text.
