@@ -454,7 +454,12 @@ fn validate_serve(raw: RawServe, env: &dyn Env) -> Result<ServeConfig, ConfigErr
     }
     Ok(ServeConfig {
         listen,
-        token: env.var(&raw.token_env).map(SecretString::from),
+        // Unset and empty are the same: no token (commands that need no upstream token resolve
+        // unset variables to "").
+        token: env
+            .var(&raw.token_env)
+            .filter(|t| !t.trim().is_empty())
+            .map(SecretString::from),
         token_env: raw.token_env,
     })
 }

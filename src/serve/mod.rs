@@ -338,9 +338,12 @@ impl ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// The details (SQL, file paths) go to the log, not to the client.
     fn from(e: StoreError) -> ApiError {
         tracing::error!(error = %e, "local API: database read failed");
-        ApiError::unavailable(e.to_string())
+        ApiError::unavailable(
+            "the mirror's database could not answer this request; the ghl-mirror log has the details",
+        )
     }
 }
 

@@ -15,6 +15,12 @@ pub const MAX_PAGE_LIMIT: u64 = 500;
 pub const MAX_WINDOW: u64 = 10_000;
 const MAX_QUERY_CHARS: usize = 75;
 const MAX_SORT_KEYS: usize = 3;
+/// Conditions in one body, counted through every group (a query, not a program).
+pub const MAX_CONDITIONS: usize = 100;
+/// Groups inside groups.
+pub const MAX_DEPTH: usize = 5;
+/// Values in one `eq` / `not_eq` list.
+pub const MAX_VALUES: usize = 500;
 
 /// Why an input was refused: 422 with a list of messages, or 400 with one.
 #[derive(Debug, PartialEq)]
@@ -198,7 +204,7 @@ pub fn search_body(body: &Value) -> Result<ContactQuery, Invalid> {
     };
     let filters = match obj.get("filters") {
         None | Some(Value::Null) => Vec::new(),
-        Some(v) => filter_list(v, "filters").unwrap_or_else(|e| {
+        Some(v) => filter_list(v, "filters", &mut Budget::default()).unwrap_or_else(|e| {
             errors.push(e);
             Vec::new()
         }),
@@ -315,18 +321,31 @@ fn sort_keys(v: &Value) -> Result<Vec<Sort>, String> {
     Ok(keys)
 }
 
-fn filter_list(v: &Value, path: &str) -> Result<Vec<Filter>, String> {
+/// How much of the size limits a body has used so far.
+#[derive(Default)]
+struct Budget {
+    conditions: usize,
+    depth: usize,
+}
+
+fn filter_list(v: &Value, path: &str, budget: &mut Budget) -> Result<Vec<Filter>, String> {
     let Value::Array(items) = v else {
         return Err(format!("{path} must be an array"));
     };
     items
         .iter()
         .enumerate()
-        .map(|(i, f)| one_filter(f, &format!("{path}.{i}")))
+        .map(|(i, f)| one_filter(f, &format!("{path}.{i}"), budget))
         .collect()
 }
 
-fn one_filter(v: &Value, path: &str) -> Result<Filter, String> {
+fn one_filter(v: &Value, path: &str, budget: &mut Budget) -> Result<Filter, String> {
+    budget.conditions += 1;
+    if budget.conditions > MAX_CONDITIONS {
+        return Err(format!(
+            "filters must not hold more than {MAX_CONDITIONS} conditions and groups in all; split the search"
+        ));
+    }
     let Value::Object(obj) = v else {
         return Err(format!("{path} must be an object"));
     };
@@ -340,9 +359,19 @@ fn one_filter(v: &Value, path: &str) -> Result<Filter, String> {
                 ));
             }
         };
+        if budget.depth >= MAX_DEPTH {
+            return Err(format!(
+                "{path}: groups must not be nested more than {MAX_DEPTH} deep"
+            ));
+        }
         let inner = obj.get("filters").unwrap_or(&Value::Null);
-        let filters = filter_list(inner, &format!("{path}.filters"))?;
-        return Ok(Filter::Group { any, filters });
+        budget.depth += 1;
+        let filters = filter_list(inner, &format!("{path}.filters"), budget);
+        budget.depth -= 1;
+        return Ok(Filter::Group {
+            any,
+            filters: filters?,
+        });
     }
     let name = obj.get("field").and_then(Value::as_str).unwrap_or("");
     let field = Field::parse(name)
@@ -399,6 +428,7 @@ fn text_value(field: Field, v: &Value) -> Option<String> {
 fn operand(field: Field, v: &Value) -> Option<Operand> {
     match field.kind() {
         FieldKind::Text | FieldKind::Tags => match v {
+            Value::Array(items) if items.len() > MAX_VALUES => None,
             Value::Array(items) => items
                 .iter()
                 .map(|i| text_value(field, i))
@@ -595,6 +625,35 @@ mod tests {
                     "{body}: {m:?} lacks {message:?}"
                 ),
                 other => panic!("{body}: {other:?}"),
+            }
+        }
+        let wide: Vec<Value> = (0..101)
+            .map(|_| json!({"field": "email", "operator": "eq", "value": "a"}))
+            .collect();
+        let mut deep = json!({"field": "dnd", "operator": "exists"});
+        for _ in 0..6 {
+            deep = json!({"group": "OR", "filters": [deep]});
+        }
+        let many: Vec<String> = (0..501).map(|i| i.to_string()).collect();
+        for (body, message) in [
+            (
+                json!({"locationId": "L", "pageLimit": 1, "filters": [{"group": "OR", "filters": wide}]}),
+                "filters must not hold more than 100 conditions",
+            ),
+            (
+                json!({"locationId": "L", "pageLimit": 1, "filters": [deep]}),
+                "groups must not be nested more than 5 deep",
+            ),
+            (
+                json!({"locationId": "L", "pageLimit": 1, "filters": [{"field": "email", "operator": "eq", "value": many}]}),
+                "filters.0.value is invalid for operator 'eq' on field 'email'",
+            ),
+        ] {
+            match check(body) {
+                Err(Invalid::Unprocessable(m)) => {
+                    assert!(m[0].contains(message), "{m:?} lacks {message:?}")
+                }
+                other => panic!("{other:?}"),
             }
         }
         assert!(matches!(

@@ -747,3 +747,89 @@ fn serving_beyond_loopback_needs_a_token() {
     assert!(check_exposure(any, Some(&token), "X").is_ok());
     assert!(check_exposure(local, None, "X").is_ok());
 }
+
+/// `ghl-mirror serve` as a user starts it, on a free port; killed on drop.
+struct ServeProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve_cli(db: &std::path::Path, token: Option<&str>) -> ServeProcess {
+    use std::io::BufRead;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ghl-mirror"));
+    c.arg("--db")
+        .arg(db)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("GHL_MIRROR_CONFIG")
+        .env_remove("GHL_MIRROR_API_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(t) = token {
+        c.env("GHL_MIRROR_API_TOKEN", t);
+    }
+    let mut child = c.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stderr)
+            .read_line(&mut line)
+            .unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    ServeProcess { child, base }
+}
+
+#[tokio::test]
+async fn the_serve_command_is_open_on_loopback_without_a_token_and_closed_with_one() {
+    let k = kit(15).await;
+    assert_success(&k.sync(&k.client(), &opts()).await);
+    let db = k.dir.path().join("mirror.db");
+    let id = k.sandbox.live_contact_ids(LOC)[0].clone();
+    let http = reqwest::Client::new();
+    let open = serve_cli(&db, None).await;
+    let r = http
+        .get(format!("{}/contacts/{id}", open.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(open);
+    let closed = serve_cli(&db, Some("s3cret-token")).await;
+    let url = format!("{}/contacts/{id}", closed.base);
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = http
+        .get(&url)
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Beyond loopback without a token: refused before listening.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ghl-mirror"))
+        .arg("--db")
+        .arg(&db)
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env_remove("GHL_MIRROR_CONFIG")
+        .env_remove("GHL_MIRROR_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("export GHL_MIRROR_API_TOKEN="), "{err}");
+}
