@@ -677,8 +677,7 @@ fn contact_query(f: &ContactFilters, location: &str, limit: usize, sort: Sort) -
     };
     q.filters
         .extend(f.tags.iter().map(|t| equals(Field::Tags, t)));
-    q.filters
-        .extend(f.business.iter().map(|b| equals(Field::BusinessId, b)));
+    q.business = f.business.clone();
     q.filters
         .extend(f.assigned_to.iter().map(|u| equals(Field::AssignedTo, u)));
     if let Some(When(ms)) = f.updated_since {
@@ -1167,7 +1166,6 @@ mod tests {
             [
                 eq(Field::Tags, "vip"),
                 eq(Field::Tags, "lead"),
-                eq(Field::BusinessId, "b1"),
                 eq(Field::AssignedTo, "u1"),
                 Filter::Cond {
                     field: Field::DateUpdated,
@@ -1178,6 +1176,7 @@ mod tests {
                 },
             ]
         );
+        assert_eq!(q.business.as_deref(), Some("B1"));
         assert_eq!(q.text.as_deref(), Some("zoë"));
         assert_eq!((q.location.as_str(), q.limit), ("L1", 10));
         assert_eq!(q.sort, [newest]);

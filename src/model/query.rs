@@ -197,6 +197,8 @@ pub enum SortValue {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ContactQuery {
     pub location: String,
+    /// Only contacts of this business (its id exactly, as `GET /contacts/business/:id` takes it).
+    pub business: Option<String>,
     /// All must hold.
     pub filters: Vec<Filter>,
     /// Free text (lowercased): a substring of the name, email, phone or company name.
@@ -222,6 +224,7 @@ impl ContactQuery {
     pub fn all(location: &str, limit: usize) -> ContactQuery {
         ContactQuery {
             location: location.to_string(),
+            business: None,
             filters: Vec::new(),
             text: None,
             sort: ContactQuery::default_sort(),

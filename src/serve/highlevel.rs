@@ -85,7 +85,7 @@ fn contact_missing() -> ApiError {
 }
 
 /// The location a request names must be one the mirror holds.
-fn check_location(api: &Api, location: &str) -> Result<(), ApiError> {
+fn check_location(api: &Arc<Api>, location: &str) -> Result<(), ApiError> {
     if api.mirrored_locations().iter().any(|l| l == location) {
         return Ok(());
     }
@@ -231,7 +231,7 @@ pub(super) async fn search(State(api): State<Arc<Api>>, body: Bytes) -> Result<R
     let q = params::search_body(&body)?;
     check_location(&api, &q.location)?;
     let location = q.location.clone();
-    let page = api.blocking(move |s| Ok(s.search_contacts(&q)?)).await?;
+    let page = api.heavy(move |s| Ok(s.search_contacts(&q)?)).await?;
     let items: Vec<String> = page
         .hits
         .iter()
@@ -258,7 +258,7 @@ pub(super) async fn list(
     let p = ListParams::parse(&QueryString::parse(raw.as_deref()))?;
     check_location(&api, &p.location)?;
     let base = base_url(&headers);
-    api.blocking(move |s| legacy_page(s, &p, &base)).await
+    api.heavy(move |s| legacy_page(s, &p, &base)).await
 }
 
 /// The base URL clients reached us by, for `meta.nextPageUrl`.
@@ -290,13 +290,7 @@ fn legacy_page(store: &Store, p: &ListParams, base: &str) -> Result<Response, Ap
     }];
     q.text = p.query.clone();
     q.after = after;
-    let total = store.count_contacts(&q, false)?;
-    let remaining = if q.after.is_some() {
-        store.count_contacts(&q, true)?
-    } else {
-        total
-    };
-    let mut hits = store.search_contacts(&q)?.hits;
+    let (mut hits, total, remaining) = store.page_with_counts(&q)?;
     let more = hits.len() > p.limit;
     hits.truncate(p.limit);
     let before = total - remaining.min(total);
@@ -350,7 +344,7 @@ pub(super) async fn by_business(
     check_location(&api, &p.location)?;
     let location = p.location.clone();
     let (raws, count) = api
-        .blocking(move |s| {
+        .heavy(move |s| {
             Ok(s.business_contacts(&p.location, &business, p.query.as_deref(), p.skip, p.limit)?)
         })
         .await?;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 /// GET /mirror/status → every (location, stream): rows, watermark, last run, last success.
 pub(super) async fn status(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
-    let rows = api.blocking(|s| Ok(s.status()?)).await?;
+    let rows = api.heavy(|s| Ok(s.status()?)).await?;
     let streams: Vec<Value> = rows
         .iter()
         .map(|s| {
@@ -79,7 +79,7 @@ pub(super) async fn search(
     let location = q.text("locationId").map(str::to_string);
     let wanted = text.clone();
     let hits = api
-        .blocking(move |s| {
+        .heavy(move |s| {
             s.search_text(location.as_deref(), &wanted, limit as usize)
                 .map_err(|e| match e {
                     TextQueryError::Empty => ApiError::unprocessable(vec![format!(
@@ -128,7 +128,7 @@ struct TextResult<'a> {
 
 /// GET /metrics → OpenMetrics text.
 pub(super) async fn metrics(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
-    let db = api.blocking(|s| Ok(s.metrics()?)).await?;
+    let db = api.heavy(|s| Ok(s.metrics()?)).await?;
     let text = api
         .metrics
         .render(&db)
@@ -143,7 +143,8 @@ pub(super) async fn metrics(State(api): State<Arc<Api>>) -> Result<Response, Api
 
 /// GET /health → 200 when the database answers, else 503.
 pub(super) async fn health(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
-    let locations = api.blocking(|s| Ok(s.location_ids()?)).await?;
+    // Inline: a health check must answer even while every search slot is taken.
+    let locations = api.store.location_ids()?;
     let body = json!({"status": "ok", "locations": locations.len()});
     Ok(json_response(StatusCode::OK, body.to_string()))
 }

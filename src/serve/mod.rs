@@ -29,9 +29,11 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -48,6 +50,8 @@ pub enum ServeError {
     },
     #[error("the local API stopped: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Refuses an address beyond loopback without a token.
@@ -79,55 +83,90 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, router(store, token))
+    let reader = store.reader(READ_CONNECTIONS, CONNECTION_WAIT)?;
+    axum::serve(listener, router(reader, token))
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
 }
 
+/// Searches, lists, status and metrics that may run at once; more wait their turn.
+const HEAVY_SLOTS: usize = 4;
+/// How long a request waits for a slot before it gets a 503.
+const HEAVY_WAIT: Duration = Duration::from_secs(10);
+/// The API's own connections: the heavy slots plus room for point reads (which run on the
+/// async workers, at most one per worker) and the freshness refresh.
+const READ_CONNECTIONS: u32 = HEAVY_SLOTS as u32 + 4;
+/// A read that finds every connection busy for this long gets a 503.
+const CONNECTION_WAIT: Duration = Duration::from_secs(5);
+
 /// What every handler shares.
 pub(crate) struct Api {
     store: Store,
     token: Option<SecretString>,
-    freshness: Mutex<Freshness>,
+    freshness: RwLock<Arc<Freshness>>,
+    refreshing: AtomicBool,
+    heavy: Semaphore,
     metrics: metrics::HttpMetrics,
 }
 
-/// Each location's last successful contacts sync, re-read at most once a second.
-#[derive(Default)]
+/// Each location's last successful contacts sync, as of `read_at`.
 struct Freshness {
-    read_at: Option<Instant>,
+    read_at: Instant,
     synced_ms: HashMap<String, Option<i64>>,
 }
 
+impl Freshness {
+    /// Reads the figures; on an error the previous ones stand (handlers report their own).
+    fn read(store: &Store, previous: Option<&Freshness>) -> Freshness {
+        let synced_ms = match store.contacts_synced_ms() {
+            Ok(rows) => rows.into_iter().collect(),
+            Err(_) => previous.map(|p| p.synced_ms.clone()).unwrap_or_default(),
+        };
+        Freshness {
+            read_at: Instant::now(),
+            synced_ms,
+        }
+    }
+}
+
+/// How old the freshness figures may get before a request triggers a re-read.
 const FRESHNESS_TTL: Duration = Duration::from_secs(1);
 
 impl Api {
-    /// The freshness figures, re-read when older than [`FRESHNESS_TTL`].
-    fn freshness(&self) -> std::sync::MutexGuard<'_, Freshness> {
-        let mut f = self
+    /// The freshness figures. When they are older than [`FRESHNESS_TTL`], one re-read starts
+    /// off the async workers; requests meanwhile use the figures they have.
+    fn freshness(self: &Arc<Self>) -> Arc<Freshness> {
+        let current = self
             .freshness
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if f.read_at.is_none_or(|t| t.elapsed() >= FRESHNESS_TTL) {
-            // On a read error the previous figures stand; handlers report their own errors.
-            if let Ok(rows) = self.store.contacts_synced_ms() {
-                f.synced_ms = rows.into_iter().collect();
-            }
-            f.read_at = Some(Instant::now());
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if current.read_at.elapsed() >= FRESHNESS_TTL
+            && !self.refreshing.swap(true, Ordering::AcqRel)
+        {
+            let api = self.clone();
+            let previous = current.clone();
+            tokio::task::spawn_blocking(move || {
+                let next = Arc::new(Freshness::read(&api.store, Some(&previous)));
+                *api.freshness
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+                api.refreshing.store(false, Ordering::Release);
+            });
         }
-        f
+        current
     }
 
-    /// The locations the mirror holds (as of at most a second ago).
-    fn mirrored_locations(&self) -> Vec<String> {
+    /// The locations the mirror holds (as of about a second ago).
+    fn mirrored_locations(self: &Arc<Self>) -> Vec<String> {
         let mut ids: Vec<String> = self.freshness().synced_ms.keys().cloned().collect();
         ids.sort();
         ids
     }
 
     /// The last successful contacts sync of `location`, or the least recent across locations.
-    fn synced_ms(&self, location: Option<&str>) -> Option<i64> {
+    fn synced_ms(self: &Arc<Self>, location: Option<&str>) -> Option<i64> {
         let f = self.freshness();
         match location {
             Some(loc) => f.synced_ms.get(loc).copied().flatten(),
@@ -136,24 +175,40 @@ impl Api {
         }
     }
 
-    /// Runs a store read off the async workers.
-    async fn blocking<T: Send + 'static>(
+    /// Runs a read that may take a while (a search, a list, a count) off the async workers,
+    /// in one of [`HEAVY_SLOTS`]; a request that waits longer than [`HEAVY_WAIT`] for a slot
+    /// gets a 503 instead.
+    async fn heavy<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let api = self.clone();
-        tokio::task::spawn_blocking(move || f(&api.store))
+        let permit = tokio::time::timeout(HEAVY_WAIT, self.heavy.acquire())
             .await
-            .map_err(|e| ApiError::unavailable(format!("the query was aborted: {e}")))?
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| {
+                ApiError::unavailable(format!(
+                    "the mirror is busy answering {HEAVY_SLOTS} other searches; retry in a moment"
+                ))
+            })?;
+        let api = self.clone();
+        let out = tokio::task::spawn_blocking(move || f(&api.store))
+            .await
+            .map_err(|e| ApiError::unavailable(format!("the query was aborted: {e}")))?;
+        drop(permit);
+        out
     }
 }
 
 /// The local API's routes.
 pub fn router(store: Store, token: Option<SecretString>) -> Router {
+    let freshness = Freshness::read(&store, None);
     let api = Arc::new(Api {
         store,
         token,
-        freshness: Mutex::new(Freshness::default()),
+        freshness: RwLock::new(Arc::new(freshness)),
+        refreshing: AtomicBool::new(false),
+        heavy: Semaphore::new(HEAVY_SLOTS),
         metrics: metrics::HttpMetrics::default(),
     });
     Router::new()

@@ -235,6 +235,7 @@ pub fn search_body(body: &Value) -> Result<ContactQuery, Invalid> {
     };
     Ok(ContactQuery {
         location,
+        business: None,
         filters,
         text,
         sort,

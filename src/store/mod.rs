@@ -71,6 +71,30 @@ pub enum StoreError {
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
+/// A pool of connections to `path`, each set up the same way.
+fn build_pool(path: &Path, max: u32, wait: Duration) -> Result<Pool, StoreError> {
+    let manager = SqliteConnectionManager::file(path).with_init(|c| {
+        c.busy_timeout(Duration::from_secs(10))?;
+        c.execute_batch(
+            "PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA cache_size = -32000;
+             PRAGMA wal_autocheckpoint = 4000;
+             PRAGMA temp_store = MEMORY;",
+        )?;
+        read::register_functions(c)
+    });
+    r2d2::Pool::builder()
+        .max_size(max)
+        .min_idle(Some(1))
+        .connection_timeout(wait)
+        .build(manager)
+        .map_err(|source| StoreError::Pool {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// A handle on the mirror file; cheap to clone (a connection pool).
 #[derive(Clone)]
 pub struct Store {
@@ -159,28 +183,19 @@ impl Store {
                 source,
             })?;
         drop(conn);
-        let manager = SqliteConnectionManager::file(path).with_init(|c| {
-            c.busy_timeout(Duration::from_secs(10))?;
-            c.execute_batch(
-                "PRAGMA synchronous = NORMAL;
-                 PRAGMA foreign_keys = ON;
-                 PRAGMA cache_size = -32000;
-                 PRAGMA wal_autocheckpoint = 4000;
-                 PRAGMA temp_store = MEMORY;",
-            )?;
-            read::register_functions(c)
-        });
-        let pool = r2d2::Pool::builder()
-            .max_size(8)
-            .min_idle(Some(1))
-            .build(manager)
-            .map_err(|source| StoreError::Pool {
-                path: path.to_path_buf(),
-                source,
-            })?;
         Ok(Store {
-            pool,
+            pool: build_pool(path, 8, Duration::from_secs(30))?,
             path: path.to_path_buf(),
+        })
+    }
+
+    /// Another handle on the same file with its own pool of `max` connections, whose callers
+    /// give up after `wait` when all are busy: readers such as the local API, so that they
+    /// never wait on connections a sync holds, nor hold the ones it needs.
+    pub fn reader(&self, max: u32, wait: Duration) -> Result<Store, StoreError> {
+        Ok(Store {
+            pool: build_pool(&self.path, max, wait)?,
+            path: self.path.clone(),
         })
     }
 

@@ -206,61 +206,40 @@ impl Store {
         })
     }
 
-    /// Runs a contact query: one page of hits, and the number of matches in all.
+    /// Runs a contact query: one page of hits, and the number of matches in all, read from one
+    /// snapshot.
     pub fn search_contacts(&self, q: &ContactQuery) -> Result<HitPage, StoreError> {
-        let total = self.count_contacts(q, false)?;
-        let hits = self.contacts_page(q)?;
-        Ok(HitPage { hits, total })
+        self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let (total, _) = count_on(&tx, q, false)?;
+            let hits = page_on(&tx, q)?;
+            Ok(HitPage { hits, total })
+        })
+    }
+
+    /// One page of a contact query, and from the same snapshot how many contacts match in all
+    /// and how many of them lie beyond the query's cursor (all of them without one).
+    pub fn page_with_counts(&self, q: &ContactQuery) -> Result<(Vec<Hit>, u64, u64), StoreError> {
+        self.read(|c| {
+            let tx = c.unchecked_transaction()?;
+            let (total, beyond) = count_on(&tx, q, true)?;
+            Ok((page_on(&tx, q)?, total, beyond))
+        })
     }
 
     /// One page of a contact query, without counting the matches (for walks that page on).
     pub fn contacts_page(&self, q: &ContactQuery) -> Result<Vec<Hit>, StoreError> {
-        let mut select = Sql::default();
-        select.push("SELECT c.id, c.raw");
-        for key in &q.sort {
-            select.push(", ");
-            select.push(sort_expr(key.field));
-        }
-        select.push(" FROM contacts c WHERE ");
-        where_clause(&mut select, q, true);
-        select.push(" ORDER BY ");
-        order_by(&mut select, &q.sort);
-        select.push(" LIMIT ");
-        select.bind(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
-        select.push(" OFFSET ");
-        select.bind(Value::Integer(i64::try_from(q.offset).unwrap_or(i64::MAX)));
-        let dates: Vec<bool> = q.sort.iter().map(|k| k.field.is_date()).collect();
-        self.read(|c| {
-            let mut st = c.prepare_cached(&select.text)?;
-            st.query_map(params_from_iter(&select.params), |r| {
-                let mut sort_values = Vec::with_capacity(dates.len());
-                for (i, is_date) in dates.iter().enumerate() {
-                    sort_values.push(match r.get_ref(i + 2)? {
-                        ValueRef::Integer(ms) if *is_date => SortValue::Ms(ms),
-                        ValueRef::Text(t) => SortValue::Text(String::from_utf8_lossy(t).into()),
-                        _ => SortValue::Null,
-                    });
-                }
-                Ok(Hit {
-                    id: r.get(0)?,
-                    raw: r.get(1)?,
-                    sort_values,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<Hit>>>()
-        })
+        self.read(|c| page_on(c, q))
     }
 
     /// How many contacts match `q`; past its cursor too when `with_cursor`.
     pub fn count_contacts(&self, q: &ContactQuery, with_cursor: bool) -> Result<u64, StoreError> {
-        let mut sql = Sql::default();
-        sql.push("SELECT COUNT(*) FROM contacts c WHERE ");
-        where_clause(&mut sql, q, with_cursor);
-        self.read(|c| {
-            c.prepare_cached(&sql.text)?
-                .query_row(params_from_iter(&sql.params), |r| r.get::<_, i64>(0))
-        })
-        .map(|n| n.max(0) as u64)
+        let mut q = q.clone();
+        if !with_cursor {
+            q.after = None;
+        }
+        self.read(|c| count_on(c, &q, true))
+            .map(|(_, beyond)| beyond)
     }
 
     /// Live contacts of a business, oldest first (dateAdded, id), optionally matching `text`,
@@ -274,10 +253,7 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<String>, u64), StoreError> {
         let mut q = ContactQuery::all(location, limit);
-        q.filters.push(Filter::Cond {
-            field: Field::BusinessId,
-            op: Op::Eq(Operand::Text(vec![business.to_lowercase()])),
-        });
+        q.business = Some(business.to_string());
         q.text = text.map(str::to_string);
         q.sort = vec![Sort {
             field: SortField::DateAdded,
@@ -389,6 +365,65 @@ impl Store {
     }
 }
 
+/// One page of `q` on `c`.
+fn page_on(c: &Connection, q: &ContactQuery) -> rusqlite::Result<Vec<Hit>> {
+    let mut select = Sql::default();
+    select.push("SELECT c.id, c.raw");
+    for key in &q.sort {
+        select.push(", ");
+        select.push(sort_expr(key.field));
+    }
+    select.push(" FROM contacts c WHERE ");
+    where_clause(&mut select, q, true);
+    select.push(" ORDER BY ");
+    order_by(&mut select, &q.sort);
+    select.push(" LIMIT ");
+    select.bind(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+    select.push(" OFFSET ");
+    select.bind(Value::Integer(i64::try_from(q.offset).unwrap_or(i64::MAX)));
+    let dates: Vec<bool> = q.sort.iter().map(|k| k.field.is_date()).collect();
+    let mut st = c.prepare_cached(&select.text)?;
+    st.query_map(params_from_iter(&select.params), |r| {
+        let mut sort_values = Vec::with_capacity(dates.len());
+        for (i, is_date) in dates.iter().enumerate() {
+            sort_values.push(match r.get_ref(i + 2)? {
+                ValueRef::Integer(ms) if *is_date => SortValue::Ms(ms),
+                ValueRef::Text(t) => SortValue::Text(String::from_utf8_lossy(t).into()),
+                _ => SortValue::Null,
+            });
+        }
+        Ok(Hit {
+            id: r.get(0)?,
+            raw: r.get(1)?,
+            sort_values,
+        })
+    })?
+    .collect()
+}
+
+/// In one scan: how many contacts match `q` (its cursor aside), and how many of them lie
+/// beyond its cursor (when `split` and it has one; else all of them).
+fn count_on(c: &Connection, q: &ContactQuery, split: bool) -> rusqlite::Result<(u64, u64)> {
+    let mut sql = Sql::default();
+    sql.push("SELECT COUNT(*), ");
+    match (&q.after, split) {
+        (Some((values, id)), true) => {
+            sql.push("COALESCE(SUM(");
+            after(&mut sql, &q.sort, values, id);
+            sql.push("), 0)");
+        }
+        _ => sql.push("COUNT(*)"),
+    }
+    sql.push(" FROM contacts c WHERE ");
+    where_clause(&mut sql, q, false);
+    let (total, beyond) = c
+        .prepare_cached(&sql.text)?
+        .query_row(params_from_iter(&sql.params), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })?;
+    Ok((total.max(0) as u64, beyond.max(0) as u64))
+}
+
 /// SQL text with its positional parameters.
 #[derive(Default)]
 struct Sql {
@@ -487,6 +522,10 @@ fn where_clause(sql: &mut Sql, q: &ContactQuery, with_cursor: bool) {
     sql.push("c.location_id = ");
     sql.bind_text(&q.location);
     sql.push(" AND c.deleted_at IS NULL");
+    if let Some(b) = &q.business {
+        sql.push(" AND c.business_id = ");
+        sql.bind_text(b);
+    }
     for f in &q.filters {
         sql.push(" AND ");
         match f {
