@@ -914,7 +914,8 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
     let biz_opts = stream_options(&config, false)
         .businesses
         .unwrap_or_default();
-    let biz = sync_businesses(&store, &client, &biz_opts, stop).await;
+    let biz = sync_businesses(&store, &client, &biz_opts, stop.clone()).await;
+    crate::sync::index_text(&store, &stop).await?;
     println!("8. Businesses and their contacts: {}", summary_line(&biz));
     println!("9. Example queries, answered locally with zero API requests:");
     for sql in DEMO_QUERIES {

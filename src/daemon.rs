@@ -80,6 +80,11 @@ pub async fn run_job(
     {
         reports.push(sync_businesses(store, client, b, stop.clone()).await);
     }
+    // What the runs changed becomes searchable by text; a failure here loses nothing (the
+    // changes stay marked) and is retried after the next run.
+    if let Err(e) = crate::sync::index_text(store, stop).await {
+        tracing::warn!(error = %e, "full-text index not caught up; the next run retries");
+    }
     reports
 }
 

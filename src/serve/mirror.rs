@@ -78,9 +78,11 @@ pub(super) async fn search(
     }
     let location = q.text("locationId").map(str::to_string);
     let wanted = text.clone();
-    let hits = api
+    let (hits, pending) = api
         .heavy(move |s| {
+            let pending = s.text_pending()?;
             s.search_text(location.as_deref(), &wanted, limit as usize)
+                .map(|hits| (hits, pending))
                 .map_err(|e| match e {
                     TextQueryError::Empty => ApiError::unprocessable(vec![format!(
                         "q has no letters or digits to look for; got {wanted:?}"
@@ -103,6 +105,7 @@ pub(super) async fn search(
     let body = TextResults {
         query: &text,
         count: results.len(),
+        pending,
         results,
     };
     let body = serde_json::to_string(&body)
@@ -115,6 +118,8 @@ pub(super) async fn search(
 struct TextResults<'a> {
     query: &'a str,
     count: usize,
+    /// Contacts changed since the index last caught up (searchable as they were until then).
+    pending: u64,
     results: Vec<TextResult<'a>>,
 }
 

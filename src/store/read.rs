@@ -121,9 +121,12 @@ impl Store {
         id: &str,
     ) -> Result<Option<StoredContact>, StoreError> {
         self.read(|c| {
+            // Location by location on the (location_id, id) key: no index on the id alone is
+            // kept just for this (it would slow every insert), and locations are few.
             c.prepare_cached(
-                "SELECT location_id, raw, fetched_at FROM contacts
-                 WHERE id = ?1 AND deleted_at IS NULL AND (?2 IS NULL OR location_id = ?2)
+                "SELECT c.location_id, c.raw, c.fetched_at
+                 FROM locations l JOIN contacts c ON c.location_id = l.id AND c.id = ?1
+                 WHERE c.deleted_at IS NULL AND (?2 IS NULL OR l.id = ?2)
                  LIMIT 1",
             )?
             .query_row(params![id, location], |r| {
@@ -293,6 +296,48 @@ impl Store {
             .collect::<rusqlite::Result<Vec<_>>>()
         })?;
         Ok(hits)
+    }
+
+    /// Brings the full-text index up to date for at most `batch` of the contacts marked as
+    /// changed (in one transaction); returns how many it indexed, 0 once none is left.
+    pub fn index_text(&self, batch: usize) -> Result<usize, StoreError> {
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        self.write(|tx| {
+            let pks: Vec<i64> = tx
+                .prepare_cached("SELECT pk FROM contacts_fts_dirty ORDER BY pk LIMIT ?1")?
+                .query_map([batch], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if pks.is_empty() {
+                return Ok(0);
+            }
+            let list = serde_json::to_string(&pks)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            tx.prepare_cached(
+                "DELETE FROM contacts_fts WHERE rowid IN (SELECT value FROM json_each(?1))",
+            )?
+            .execute([&list])?;
+            tx.prepare_cached(
+                "INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes)
+                 SELECT rowid, name, email, phone, company, tags, notes FROM contacts_fts_source
+                 WHERE rowid IN (SELECT value FROM json_each(?1))",
+            )?
+            .execute([&list])?;
+            tx.prepare_cached(
+                "DELETE FROM contacts_fts_dirty WHERE pk IN (SELECT value FROM json_each(?1))",
+            )?
+            .execute([&list])?;
+            Ok(pks.len())
+        })
+    }
+
+    /// Contacts changed since the full-text index last caught up (not searchable as they are
+    /// now until the next `index_text`).
+    pub fn text_pending(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT COUNT(*) FROM contacts_fts_dirty")?
+                .query_row([], |r| r.get::<_, i64>(0))
+        })
+        .map(|n| n.max(0) as u64)
     }
 
     /// When each location's contacts were last synced successfully (ms; `None`: never).

@@ -24,8 +24,10 @@ use tokio::task::JoinHandle;
 mod businesses;
 mod run;
 mod subs;
+mod text;
 pub use businesses::{BusinessOptions, sync_businesses};
 pub use subs::{SubOptions, SubState, sync_subresources};
+pub use text::index_text;
 
 /// How contacts are listed upstream (mirrors `config::Strategy` without depending on it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,10 +3,16 @@
 //! 4xx; the mirror's own routes, freshness headers and bearer token.
 
 use crate::kit::*;
-use ghl_mirror::sync::{BusinessOptions, SubOptions, sync_businesses, sync_subresources};
+use ghl_mirror::sync::{
+    BusinessOptions, SubOptions, index_text, sync_businesses, sync_subresources,
+};
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+
+fn stop() -> ghl_mirror::sync::StopSignal {
+    tokio::sync::watch::channel(false).1
+}
 
 /// A synced mirror (contacts, sub-resources, businesses) served on port 0 next to its sandbox.
 struct Served {
@@ -29,7 +35,6 @@ async fn served(contacts: usize) -> Served {
 async fn served_with_token(contacts: usize, token: Option<&str>) -> Served {
     let kit = kit(contacts).await;
     let client = kit.client();
-    let stop = || tokio::sync::watch::channel(false).1;
     assert_success(&kit.sync(&client, &opts()).await);
     let subs = SubOptions {
         run_requests: 1_000_000,
@@ -43,6 +48,7 @@ async fn served_with_token(contacts: usize, token: Option<&str>) -> Served {
         ..BusinessOptions::default()
     };
     assert_success(&sync_businesses(&kit.store, &client, &businesses, stop()).await);
+    index_text(&kit.store, &stop()).await.unwrap();
     serve_kit(kit, token).await
 }
 
@@ -623,19 +629,65 @@ async fn full_text_search_ranks_names_emails_phones_tags_and_note_bodies() {
         .map(|r| r["contact"]["id"].as_str().unwrap())
         .collect();
     assert!(ids.contains(&tagged[0].as_str()));
-    // Deleted contacts drop out of the index.
+    // Deleted contacts drop out of the index itself, once it catches up.
+    let pk = |id: &str| {
+        s.kit
+            .count(&format!("SELECT pk FROM contacts WHERE id = '{id}'"))
+    };
+    let indexed = |term: &str, pk: i64| {
+        let term = term.replace('"', "");
+        s.kit.count(&format!(
+            "SELECT COUNT(*) FROM contacts_fts WHERE contacts_fts MATCH '\"{term}\"' AND rowid = {pk}"
+        )) == 1
+    };
+    let gone = pk(id);
+    assert!(indexed(email, gone));
     assert!(s.kit.sandbox.delete_contact(LOC, id));
     let mut full = opts();
     full.force_full = true;
     assert_success(&s.kit.sync(&s.kit.client(), &full).await);
-    assert!(!search(email.clone()).await.contains(id));
-    // Edited contacts are found by their new values only.
+    assert!(!search(email.clone()).await.contains(id), "hidden at once");
+    assert!(s.kit.store.text_pending().unwrap() > 0);
+    index_text(&s.kit.store, &stop()).await.unwrap();
+    assert_eq!(s.kit.store.text_pending().unwrap(), 0);
+    assert!(!indexed(email, gone), "removed from the index");
+    // Edited contacts are found by their new words only.
     let edited = s.ids()[0].clone();
-    assert!(s.kit.sandbox.update_contact(LOC, &edited));
+    let words = |c: &Value| -> std::collections::BTreeSet<String> {
+        let mut text = String::new();
+        for k in ["name", "email", "phone", "companyName"] {
+            text.push_str(c[k].as_str().unwrap_or(""));
+            text.push(' ');
+        }
+        for t in c["tags"].as_array().into_iter().flatten() {
+            text.push_str(t.as_str().unwrap_or(""));
+            text.push(' ');
+        }
+        text.split(|ch: char| !ch.is_alphanumeric())
+            .filter(|w| w.len() > 2)
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let before = words(&s.kit.sandbox.contact_json(LOC, &edited).unwrap());
+    let (mut old_only, mut new_only) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        assert!(s.kit.sandbox.update_contact(LOC, &edited));
+        let after = words(&s.kit.sandbox.contact_json(LOC, &edited).unwrap());
+        old_only = before.difference(&after).cloned().collect();
+        new_only = after.difference(&before).cloned().collect();
+        if !old_only.is_empty() && !new_only.is_empty() {
+            break;
+        }
+    }
+    assert!(!old_only.is_empty() && !new_only.is_empty());
     assert_success(&s.kit.sync(&s.kit.client(), &opts()).await);
-    let now = s.kit.sandbox.contact_json(LOC, &edited).unwrap();
-    if let Some(e) = now["email"].as_str() {
-        assert!(search(e.to_string()).await.contains(&edited));
+    index_text(&s.kit.store, &stop()).await.unwrap();
+    let edited_pk = pk(&edited);
+    for w in &new_only {
+        assert!(indexed(w, edited_pk), "new word {w}");
+    }
+    for w in &old_only {
+        assert!(!indexed(w, edited_pk), "old word {w} still indexed");
     }
 }
 
