@@ -205,7 +205,9 @@ fn main() {
         n as f64 / index_rates[1]
     );
 
-    println!("\n[3] memory (VmHWM after the first ingest run and its indexing; this process runs only the sync)");
+    println!(
+        "\n[3] memory (VmHWM after the first ingest run and its indexing; this process runs only the sync)"
+    );
     println!(
         "    peak RSS        {rss:>8.1} MB   target <= 150 MB   {}",
         verdict(rss <= 150.0)

@@ -4,12 +4,12 @@
 //! unknown id gets HighLevel's `400 Contact not found`.
 
 use super::params::{self, BusinessParams, ListParams, QueryString};
-use super::{Api, ApiError, ListFetched, Scope, json_response};
+use super::{Api, ApiError, ListFetched, PathOf, Scope, json_response};
 use crate::model::SubKind;
 use crate::model::query::{ContactQuery, Sort, SortField, SortValue};
 use crate::store::{Hit, Store};
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use indexmap::IndexMap;
@@ -108,7 +108,7 @@ fn live_location(api: &Api, q: &QueryString, contact_id: &str) -> Result<String,
 /// GET /contacts/:contactId → `{"contact":{...}}`.
 pub(super) async fn contact(
     State(api): State<Arc<Api>>,
-    Path(id): Path<String>,
+    PathOf(id): PathOf<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = QueryString::parse(raw.as_deref());
@@ -164,7 +164,7 @@ async fn one_of(
 /// GET /contacts/:contactId/tasks → `{"tasks":[...]}`.
 pub(super) async fn tasks(
     State(api): State<Arc<Api>>,
-    Path(contact): Path<String>,
+    PathOf(contact): PathOf<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     list_of(api, SubKind::Tasks, contact, raw).await
@@ -173,7 +173,7 @@ pub(super) async fn tasks(
 /// GET /contacts/:contactId/tasks/:taskId → `{"task":{...}}`.
 pub(super) async fn task(
     State(api): State<Arc<Api>>,
-    Path((contact, id)): Path<(String, String)>,
+    PathOf((contact, id)): PathOf<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     one_of(api, SubKind::Tasks, contact, id, raw).await
@@ -182,7 +182,7 @@ pub(super) async fn task(
 /// GET /contacts/:contactId/notes → `{"notes":[...]}`.
 pub(super) async fn notes(
     State(api): State<Arc<Api>>,
-    Path(contact): Path<String>,
+    PathOf(contact): PathOf<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     list_of(api, SubKind::Notes, contact, raw).await
@@ -191,7 +191,7 @@ pub(super) async fn notes(
 /// GET /contacts/:contactId/notes/:id → `{"note":{...}}`.
 pub(super) async fn note(
     State(api): State<Arc<Api>>,
-    Path((contact, id)): Path<(String, String)>,
+    PathOf((contact, id)): PathOf<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     one_of(api, SubKind::Notes, contact, id, raw).await
@@ -200,7 +200,7 @@ pub(super) async fn note(
 /// GET /contacts/:contactId/appointments → `{"events":[...]}`.
 pub(super) async fn appointments(
     State(api): State<Arc<Api>>,
-    Path(contact): Path<String>,
+    PathOf(contact): PathOf<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     list_of(api, SubKind::Appointments, contact, raw).await
@@ -337,7 +337,7 @@ fn legacy_page(store: &Store, p: &ListParams, base: &str) -> Result<Response, Ap
 /// GET /contacts/business/:businessId → `{"contacts":[...],"count":N}`, oldest first.
 pub(super) async fn by_business(
     State(api): State<Arc<Api>>,
-    Path(business): Path<String>,
+    PathOf(business): PathOf<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = BusinessParams::parse(&QueryString::parse(raw.as_deref()))?;

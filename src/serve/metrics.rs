@@ -69,6 +69,17 @@ impl Default for HttpMetrics {
 
 impl HttpMetrics {
     pub fn observe(&self, method: &Method, route: &str, status: StatusCode, took: Duration) {
+        // Only standard methods become labels: any client could otherwise add series at will.
+        let method = match *method {
+            Method::GET
+            | Method::POST
+            | Method::PUT
+            | Method::DELETE
+            | Method::PATCH
+            | Method::HEAD
+            | Method::OPTIONS => method.as_str(),
+            _ => "other",
+        };
         self.requests
             .get_or_create(&RequestLabels {
                 method: method.to_string(),

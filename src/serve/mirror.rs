@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// GET /mirror/status → every (location, stream): rows, watermark, last run, last success.
 pub(super) async fn status(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
@@ -51,6 +52,9 @@ pub(super) async fn status(State(api): State<Arc<Api>>) -> Result<Response, ApiE
     let body = json!({"generatedAt": iso_from_ms(now_ms()), "streams": streams});
     Ok(json_response(StatusCode::OK, body.to_string()))
 }
+
+/// How long `/metrics` reuses the database's figures.
+const METRICS_TTL: Duration = Duration::from_secs(10);
 
 const SEARCH_DEFAULT_LIMIT: u64 = 20;
 const SEARCH_MAX_LIMIT: u64 = 100;
@@ -133,7 +137,18 @@ struct TextResult<'a> {
 
 /// GET /metrics → OpenMetrics text.
 pub(super) async fn metrics(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
-    let db = api.heavy(|s| Ok(s.metrics()?)).await?;
+    let db = {
+        // One read per METRICS_TTL however often (and however many) scrapers come.
+        let mut cached = api.db_metrics.lock().await;
+        match cached.as_ref() {
+            Some((at, m)) if at.elapsed() < METRICS_TTL => m.clone(),
+            _ => {
+                let m = Arc::new(api.heavy(|s| Ok(s.metrics()?)).await?);
+                *cached = Some((Instant::now(), m.clone()));
+                m
+            }
+        }
+    };
     let text = api
         .metrics
         .render(&db)

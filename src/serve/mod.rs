@@ -108,6 +108,8 @@ pub(crate) struct Api {
     refreshing: AtomicBool,
     heavy: Semaphore,
     metrics: metrics::HttpMetrics,
+    /// The database's figures for `/metrics`, with when they were read.
+    db_metrics: tokio::sync::Mutex<Option<(Instant, Arc<crate::store::Metrics>)>>,
 }
 
 /// Each location's last successful contacts sync, as of `read_at`.
@@ -210,6 +212,7 @@ pub fn router(store: Store, token: Option<SecretString>) -> Router {
         refreshing: AtomicBool::new(false),
         heavy: Semaphore::new(HEAVY_SLOTS),
         metrics: metrics::HttpMetrics::default(),
+        db_metrics: tokio::sync::Mutex::new(None),
     });
     Router::new()
         .route("/contacts/search", post(highlevel::search))
@@ -399,6 +402,17 @@ impl From<StoreError> for ApiError {
         ApiError::unavailable(
             "the mirror's database could not answer this request; the ghl-mirror log has the details",
         )
+    }
+}
+
+/// axum's `Path`, with HighLevel's JSON error body when a segment is not valid (e.g. not UTF-8).
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct PathOf<T>(pub T);
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> ApiError {
+        ApiError::bad_request(format!("the request path is not valid: {}", e.body_text()))
     }
 }
 

@@ -620,7 +620,7 @@ mod tests {
         for (q, index) in [
             (order.dated(&tasks, None), "tasks_by_due"),
             (a_order.dated(&appointments, None), "appointments_by_start"),
-            (notes, "notes_by_contact"),
+            (notes, "notes_live"),
         ] {
             let plan = plan(&store, &q);
             assert!(plan.contains(index), "{plan}");

@@ -359,22 +359,32 @@ impl Store {
     /// Row counts and the last run of each (location, stream).
     pub fn metrics(&self) -> Result<Metrics, StoreError> {
         self.read(|c| {
+            // Counted per location through indexes (the live ones are partial indexes), so a
+            // scrape never reads the rows themselves.
+            let locations: Vec<String> = c
+                .prepare_cached("SELECT id FROM locations ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
             let mut rows = Vec::new();
-            for table in ["contacts", "tasks", "notes", "appointments", "businesses"] {
-                let mut st = c.prepare_cached(&format!(
-                    "SELECT location_id, SUM(deleted_at IS NULL), SUM(deleted_at IS NOT NULL)
-                     FROM {table} GROUP BY location_id ORDER BY location_id"
+            for table in [
+                "contacts",
+                "tasks",
+                "notes",
+                "appointments",
+                "businesses",
+                "custom_fields",
+            ] {
+                let mut all = c.prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM {table} WHERE location_id = ?1"
                 ))?;
-                let found = st.query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?.max(0) as u64,
-                        r.get::<_, i64>(2)?.max(0) as u64,
-                    ))
-                })?;
-                for row in found {
-                    let (loc, live, gone) = row?;
-                    rows.push((loc, table, live, gone));
+                let mut live = c.prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM {table} WHERE location_id = ?1 AND deleted_at IS NULL"
+                ))?;
+                for loc in &locations {
+                    let n_all: i64 = all.query_row([loc], |r| r.get(0))?;
+                    let n_live: i64 = live.query_row([loc], |r| r.get(0))?;
+                    let (n_all, n_live) = (n_all.max(0) as u64, n_live.max(0) as u64);
+                    rows.push((loc.clone(), table, n_live, n_all.saturating_sub(n_live)));
                 }
             }
             let runs = c

@@ -533,6 +533,9 @@ async fn bad_input_gets_the_same_4xx_as_upstream_on_every_route() {
     );
     let l = s.call(&s.base, Method::DELETE, "/contacts/abc", None).await;
     assert_eq!(l.status, StatusCode::NOT_FOUND);
+    let l = s.local("/contacts/%FF%FE/notes").await;
+    assert_eq!(l.status, StatusCode::BAD_REQUEST);
+    assert_eq!(l.body["statusCode"], 400, "{}", l.body);
     let l = s.local("/mirror/search?q=%20%20&limit=0").await;
     assert_eq!(l.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(l.body["message"].as_array().unwrap().len(), 2, "{}", l.body);
@@ -761,6 +764,44 @@ async fn mirror_status_metrics_health_and_freshness_headers_report_the_mirror() 
         "{m}"
     );
     assert!(m.trim_end().ends_with("# EOF"), "{m}");
+    // A made-up method is counted, under "other": clients cannot add series at will.
+    let odd = reqwest::Method::from_bytes(b"FROBNICATE").unwrap();
+    s.call(&s.base, odd, "/health", None).await;
+    let m = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("method=\"other\""), "{m}");
+    assert!(!m.contains("FROBNICATE"), "{m}");
+}
+
+#[tokio::test]
+async fn freshness_is_per_location_and_never_before_a_first_sync() {
+    let k = kit(10).await;
+    assert_success(&k.sync(&k.client(), &opts()).await);
+    k.store.ensure_location(LOC2, None).unwrap();
+    let s = serve_kit(k, None).await;
+    let id = s.ids()[0].clone();
+    let synced = |a: &Answer| {
+        a.headers["x-mirror-synced-at"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let a = s.local(&format!("/contacts/{id}")).await;
+    assert!(ghl_mirror::model::ms_from_iso(&synced(&a)).is_some());
+    let a = s.local(&format!("/contacts/?locationId={LOC2}")).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["count"], 0);
+    assert_eq!(synced(&a), "never");
+    assert!(a.headers.get("x-mirror-age-seconds").is_none());
+    // A response about no single location reports the least fresh: one was never synced.
+    assert_eq!(synced(&s.local("/health").await), "never");
 }
 
 #[tokio::test]
