@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ghl-mirror"));
     c.env_remove("GHL_MIRROR_CONFIG")
         .env_remove("GHL_TOKEN")
@@ -65,7 +65,7 @@ fn spawn(config: &Path, command: &str) -> std::process::Child {
     c.spawn().unwrap()
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 

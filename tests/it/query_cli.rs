@@ -3,27 +3,14 @@
 //! the binary itself. Results are checked against the sandbox's own data where it has them, and
 //! against the mirror's tables otherwise.
 
+use crate::cli::{bin, text};
 use crate::kit::*;
 use ghl_mirror::model::ms_from_iso;
 use ghl_mirror::sandbox::SandboxConfig;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ghl-mirror"));
-    c.env_remove("GHL_MIRROR_CONFIG")
-        .env_remove("GHL_TOKEN")
-        .env_remove("GHL_LOCATION_ID")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use std::process::Output;
 
 /// A config for the kit's sandbox with these locations (tokens in TEST_TOKEN, TEST_TOKEN2).
 fn write_config(dir: &Path, base_url: &str, extra: &str, locations: &[&str]) -> PathBuf {

@@ -123,6 +123,12 @@ impl Served {
         (l.status, l.body, u.body)
     }
 
+    async fn metrics_text(&self) -> String {
+        let a = self.local("/metrics").await;
+        assert_eq!(a.status, StatusCode::OK);
+        a.body.as_str().unwrap().to_string()
+    }
+
     fn ids(&self) -> Vec<String> {
         self.kit.sandbox.live_contact_ids(LOC)
     }
@@ -736,15 +742,7 @@ async fn mirror_status_metrics_health_and_freshness_headers_report_the_mirror() 
         "{fetched}"
     );
     // Metrics: rows agree with the database; requests are counted by route and status.
-    let m = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     let live = s
         .kit
         .count("SELECT COUNT(*) FROM notes WHERE deleted_at IS NULL");
@@ -767,15 +765,7 @@ async fn mirror_status_metrics_health_and_freshness_headers_report_the_mirror() 
     // A made-up method is counted, under "other": clients cannot add series at will.
     let odd = reqwest::Method::from_bytes(b"FROBNICATE").unwrap();
     s.call(&s.base, odd, "/health", None).await;
-    let m = s
-        .http
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics_text().await;
     assert!(m.contains("method=\"other\""), "{m}");
     assert!(!m.contains("FROBNICATE"), "{m}");
 }
