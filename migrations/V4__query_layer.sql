@@ -13,7 +13,8 @@
 --   forget, and a crash loses nothing); the sync then indexes the marked contacts in batches
 --   when a run ends. Indexing each row from a trigger measured 4x the cost of indexing in bulk,
 --   and put it on the page commit's path. The phone column also holds the number's digits and
---   its last 10 and 7 digits, so "555-123-4567" finds "+1 (555) 123-4567".
+--   its last 10 and 7 digits, so "555-123-4567" finds "+1 (555) 123-4567". The location column
+--   (weight 0 in ranking) lets a search filter by location inside the index.
 
 ALTER TABLE contacts ADD COLUMN date_added_ms INTEGER;
 UPDATE contacts SET date_added_ms = CAST(ROUND(unixepoch(date_added, 'subsec') * 1000) AS INTEGER)
@@ -35,7 +36,7 @@ CREATE INDEX appointments_by_start ON appointments (location_id, start_ms, delet
     WHERE deleted_at IS NULL;
 
 CREATE VIRTUAL TABLE contacts_fts USING fts5(
-    name, email, phone, company, tags, notes,
+    name, email, phone, company, tags, notes, location,
     content = '', contentless_delete = 1,
     tokenize = 'unicode61 remove_diacritics 2',
     prefix = '2 3'
@@ -43,7 +44,7 @@ CREATE VIRTUAL TABLE contacts_fts USING fts5(
 
 -- The FTS row of every live contact matching the WHERE clause that follows it.
 CREATE VIEW contacts_fts_source AS
-SELECT rowid, location_id, id, name, email,
+SELECT rowid, location_id, id, location_id AS location, name, email,
        CASE WHEN phone IS NULL THEN NULL
             ELSE phone || ' ' || digits || ' ' || substr(digits, -10) || ' ' || substr(digits, -7)
        END AS phone,

@@ -123,20 +123,15 @@ impl Store {
         self.read(|c| {
             // Location by location on the (location_id, id) key: no index on the id alone is
             // kept just for this (it would slow every insert), and locations are few.
-            c.prepare_cached(
-                "SELECT c.location_id, c.raw, c.fetched_at
-                 FROM locations l JOIN contacts c ON c.location_id = l.id AND c.id = ?1
-                 WHERE c.deleted_at IS NULL AND (?2 IS NULL OR l.id = ?2)
-                 LIMIT 1",
-            )?
-            .query_row(params![id, location], |r| {
-                Ok(StoredContact {
-                    location_id: r.get(0)?,
-                    raw: r.get(1)?,
-                    fetched_at: r.get(2)?,
+            c.prepare_cached(CONTACT_BY_ID)?
+                .query_row(params![id, location], |r| {
+                    Ok(StoredContact {
+                        location_id: r.get(0)?,
+                        raw: r.get(1)?,
+                        fetched_at: r.get(2)?,
+                    })
                 })
-            })
-            .optional()
+                .optional()
         })
     }
 
@@ -275,18 +270,28 @@ impl Store {
         text: &str,
         limit: usize,
     ) -> Result<Vec<TextHit>, TextQueryError> {
-        let expr = fts_expression(text).ok_or(TextQueryError::Empty)?;
+        let mut expr = fts_expression(text).ok_or(TextQueryError::Empty)?;
+        if let Some(loc) = location {
+            expr = format!("location : \"{}\" AND {expr}", loc.replace('"', "\"\""));
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let hits = self.read(|c| {
+            // The index ranks and cuts first, so only the best rows are read from `contacts`
+            // (a common name matches thousands). It cuts a little beyond `limit`: contacts
+            // deleted since the index last caught up are still in it, and are dropped here.
+            let pending: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM contacts_fts_dirty")?
+                .query_row([], |r| r.get(0))?;
+            let fetch = limit.saturating_add(pending.min(1_000));
             c.prepare_cached(
                 "SELECT c.location_id, c.raw, -f.score FROM
-                   (SELECT rowid, bm25(contacts_fts, 10.0, 6.0, 6.0, 4.0, 3.0, 1.0) AS score
-                      FROM contacts_fts WHERE contacts_fts MATCH ?1) f
+                   (SELECT rowid, bm25(contacts_fts, 10.0, 6.0, 6.0, 4.0, 3.0, 1.0, 0.0) AS score
+                      FROM contacts_fts WHERE contacts_fts MATCH ?1 ORDER BY score LIMIT ?2) f
                  JOIN contacts c ON c.pk = f.rowid
-                 WHERE c.deleted_at IS NULL AND (?2 IS NULL OR c.location_id = ?2)
+                 WHERE c.deleted_at IS NULL
                  ORDER BY f.score, c.id LIMIT ?3",
             )?
-            .query_map(params![expr, location, limit], |r| {
+            .query_map(params![expr, fetch, limit], |r| {
                 Ok(TextHit {
                     location_id: r.get(0)?,
                     raw: r.get(1)?,
@@ -317,8 +322,9 @@ impl Store {
             )?
             .execute([&list])?;
             tx.prepare_cached(
-                "INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes)
-                 SELECT rowid, name, email, phone, company, tags, notes FROM contacts_fts_source
+                "INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes, location)
+                 SELECT rowid, name, email, phone, company, tags, notes, location
+                 FROM contacts_fts_source
                  WHERE rowid IN (SELECT value FROM json_each(?1))",
             )?
             .execute([&list])?;
@@ -419,6 +425,13 @@ impl Store {
         })
     }
 }
+
+/// A live contact by id, in location ?2 or any: location by location on the (location_id, id)
+/// key. Written with IN because, as a join, SQLite scans every contact instead.
+const CONTACT_BY_ID: &str = "SELECT c.location_id, c.raw, c.fetched_at FROM contacts c
+     WHERE c.location_id IN (SELECT id FROM locations WHERE ?2 IS NULL OR id = ?2)
+       AND c.id = ?1 AND c.deleted_at IS NULL
+     LIMIT 1";
 
 /// One page of `q` on `c`.
 fn page_on(c: &Connection, q: &ContactQuery) -> rusqlite::Result<Vec<Hit>> {
@@ -824,8 +837,12 @@ fn fts_expression(text: &str) -> Option<String> {
         return None;
     }
     let terms: Vec<String> = words.iter().map(|w| format!("\"{w}\"*")).collect();
-    Some(terms.join(" "))
+    // Never the location column: "sandbox" must not find every contact of a sandbox location.
+    Some(format!("{{{TEXT_COLUMNS}}} : ({})", terms.join(" ")))
 }
+
+/// The columns of `contacts_fts` free text searches.
+const TEXT_COLUMNS: &str = "name email phone company tags notes";
 
 #[cfg(test)]
 mod tests {
@@ -833,17 +850,18 @@ mod tests {
 
     #[test]
     fn free_text_becomes_quoted_prefix_terms_and_phones_become_digits() {
+        let cols = |t: &str| Some(format!("{{{TEXT_COLUMNS}}} : ({t})"));
         assert_eq!(
-            fts_expression("Zoë  O'Brien").as_deref(),
-            Some("\"zoë\"* \"o\"* \"brien\"*")
+            fts_expression("Zoë  O'Brien"),
+            cols("\"zoë\"* \"o\"* \"brien\"*")
         );
         assert_eq!(
-            fts_expression("+1 (555) 123-4567").as_deref(),
-            Some("\"15551234567\"*")
+            fts_expression("+1 (555) 123-4567"),
+            cols("\"15551234567\"*")
         );
         assert_eq!(
-            fts_expression("NEAR(a b) OR \"x").as_deref(),
-            Some("\"near\"* \"a\"* \"b\"* \"or\"* \"x\"*")
+            fts_expression("NEAR(a b) OR \"x"),
+            cols("\"near\"* \"a\"* \"b\"* \"or\"* \"x\"*")
         );
         assert_eq!(fts_expression(" -- ()"), None);
     }
@@ -932,6 +950,27 @@ mod tests {
                 assert_eq!(store.count_contacts(&q, true).unwrap(), 0);
             }
         }
+    }
+
+    #[test]
+    fn a_contact_by_id_is_found_through_its_key_not_a_scan() {
+        let (_dir, store) = ragged_store();
+        let plan = store
+            .query_table(
+                &format!(
+                    "EXPLAIN QUERY PLAN {}",
+                    CONTACT_BY_ID.replace("?1", "'a'").replace("?2", "NULL")
+                ),
+                20,
+            )
+            .unwrap();
+        let steps: Vec<String> = plan.rows.iter().map(|r| r[3].to_string()).collect();
+        assert!(
+            steps[0].contains("SEARCH c USING INDEX sqlite_autoindex_contacts_1"),
+            "{steps:?}"
+        );
+        assert_eq!(store.contact(None, "a").unwrap().unwrap().location_id, "L");
+        assert!(store.contact(Some("M"), "a").unwrap().is_none());
     }
 
     #[test]

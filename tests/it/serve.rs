@@ -591,6 +591,20 @@ async fn full_text_search_ranks_names_emails_phones_tags_and_note_bodies() {
             .await
             .contains(id)
     );
+    // Location ids are indexed for filtering, never matched as words.
+    let a = s
+        .local(&format!(
+            "/mirror/search?q=sandboxLocation&locationId={LOC}"
+        ))
+        .await;
+    assert_eq!(a.body["count"], 0, "{}", a.body);
+    let a = s
+        .local(&format!(
+            "/mirror/search?q={}&locationId={LOC2}",
+            urlencode(email)
+        ))
+        .await;
+    assert_eq!(a.body["count"], 0, "{}", a.body);
     let spaced = format!("{} {}", &digits[..3], &digits[3..]);
     assert!(
         search(spaced).await.contains(id),
