@@ -271,11 +271,16 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<TextHit>, TextQueryError> {
         let mut expr = fts_expression(text).ok_or(TextQueryError::Empty)?;
-        if let Some(loc) = location {
-            expr = format!("location : \"{}\" AND {expr}", loc.replace('"', "\"\""));
-        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let hits = self.read(|c| {
+            // The location term matches every contact of the location: worth its cost only
+            // when other locations share the index.
+            let others: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM locations WHERE id <> ?1")?
+                .query_row([location.unwrap_or_default()], |r| r.get(0))?;
+            if let (Some(loc), true) = (location, others > 0) {
+                expr = format!("location : \"{}\" AND {expr}", loc.replace('"', "\"\""));
+            }
             // The index ranks and cuts first, so only the best rows are read from `contacts`
             // (a common name matches thousands). It cuts a little beyond `limit`: contacts
             // deleted since the index last caught up are still in it, and are dropped here.
