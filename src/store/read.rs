@@ -308,45 +308,66 @@ impl Store {
         Ok(hits)
     }
 
-    /// Brings the full-text index up to date for at most `batch` of the contacts marked as
-    /// changed (in one transaction); returns how many it indexed, 0 once none is left.
+    /// Brings the full-text index up to date for at most `batch` new contacts and `batch`
+    /// contacts marked as changed (in one transaction); returns how many it indexed, 0 once
+    /// none is left.
     pub fn index_text(&self, batch: usize) -> Result<usize, StoreError> {
         let batch = i64::try_from(batch).unwrap_or(i64::MAX);
         self.write(|tx| {
-            let pks: Vec<i64> = tx
+            let mark: i64 =
+                tx.query_row("SELECT last_pk FROM contacts_fts_state", [], |r| r.get(0))?;
+            let fresh: Vec<i64> = tx
+                .prepare_cached("SELECT pk FROM contacts WHERE pk > ?1 ORDER BY pk LIMIT ?2")?
+                .query_map([mark, batch], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let changed: Vec<i64> = tx
                 .prepare_cached("SELECT pk FROM contacts_fts_dirty ORDER BY pk LIMIT ?1")?
                 .query_map([batch], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
-            if pks.is_empty() {
+            if fresh.is_empty() && changed.is_empty() {
                 return Ok(0);
             }
-            let list = serde_json::to_string(&pks)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let json = |v: &[i64]| {
+                serde_json::to_string(v)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+            };
+            let mut all: Vec<i64> = fresh.iter().chain(&changed).copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            let (changed_json, all_json) = (json(&changed)?, json(&all)?);
+            // Only changed contacts can be in the index already.
             tx.prepare_cached(
                 "DELETE FROM contacts_fts WHERE rowid IN (SELECT value FROM json_each(?1))",
             )?
-            .execute([&list])?;
+            .execute([&changed_json])?;
             tx.prepare_cached(
                 "INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes, location)
                  SELECT rowid, name, email, phone, company, tags, notes, location
                  FROM contacts_fts_source
                  WHERE rowid IN (SELECT value FROM json_each(?1))",
             )?
-            .execute([&list])?;
+            .execute([&all_json])?;
             tx.prepare_cached(
                 "DELETE FROM contacts_fts_dirty WHERE pk IN (SELECT value FROM json_each(?1))",
             )?
-            .execute([&list])?;
-            Ok(pks.len())
+            .execute([&changed_json])?;
+            if let Some(last) = fresh.last() {
+                tx.execute("UPDATE contacts_fts_state SET last_pk = ?1", [last])?;
+            }
+            Ok(all.len())
         })
     }
 
-    /// Contacts changed since the full-text index last caught up (not searchable as they are
-    /// now until the next `index_text`).
+    /// Contacts added or changed since the full-text index last caught up (not searchable as
+    /// they are now until the next `index_text`).
     pub fn text_pending(&self) -> Result<u64, StoreError> {
         self.read(|c| {
-            c.prepare_cached("SELECT COUNT(*) FROM contacts_fts_dirty")?
-                .query_row([], |r| r.get::<_, i64>(0))
+            c.prepare_cached(
+                "SELECT (SELECT COUNT(*) FROM contacts_fts_dirty)
+                      + (SELECT COUNT(*) FROM contacts
+                         WHERE pk > (SELECT last_pk FROM contacts_fts_state))",
+            )?
+            .query_row([], |r| r.get::<_, i64>(0))
         })
         .map(|n| n.max(0) as u64)
     }
