@@ -7,7 +7,7 @@ use crate::store::{Store, StoreError};
 use std::time::Instant;
 
 /// Contacts indexed per transaction.
-const BATCH: usize = 5_000;
+const BATCH: usize = 2_000;
 
 /// Indexes every marked contact, batch by batch, until none is left or `stop` is raised (the
 /// rest stays marked for the next call). Returns how many were indexed.
