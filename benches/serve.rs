@@ -53,42 +53,27 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark aborts on any setup failure
 
+mod common;
+
+use common::{LOC, client, peak_rss_mb, settle_disk, start_sandbox};
 use futures::future::join_all;
 use ghl_mirror::store::Store;
 use ghl_mirror::sync::{SyncOptions, index_text, sync_contacts};
-use ghl_mirror::upstream::{Client, ClientSettings};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rusqlite::{Connection, OpenFlags};
-use secrecy::SecretString;
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const LOC: &str = "sandboxLocation00001";
-const TOKEN: &str = "pit-sandbox-token-1";
-
 // ---------------------------------------------------------------------------------------------
 // Loading (as benches/sync.rs)
-
-struct SandboxProcess {
-    child: Child,
-    base_url: String,
-}
-
-impl Drop for SandboxProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A private copy of the `ghl-mirror` binary (for the sandbox), so a `cargo build` running
 /// beside the benchmark cannot replace it mid-run.
@@ -96,51 +81,6 @@ fn sandbox_binary(dir: &Path) -> std::path::PathBuf {
     let copy = dir.join("ghl-mirror-sandbox");
     std::fs::copy(env!("CARGO_BIN_EXE_ghl-mirror"), &copy).expect("copy the ghl-mirror binary");
     copy
-}
-
-fn start_sandbox(bin: &Path, contacts: usize) -> SandboxProcess {
-    let mut child = Command::new(bin)
-        .args([
-            "sandbox",
-            "--port",
-            "0",
-            "--contacts",
-            &contacts.to_string(),
-        ])
-        .args(["--latency-ms", "0", "--no-limits"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the sandbox");
-    let stdout = child.stdout.take().expect("sandbox stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("sandbox banner");
-    let base_url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("base url in banner")
-        .to_string();
-    SandboxProcess { child, base_url }
-}
-
-fn client(base_url: &str) -> Client {
-    Client::new(ClientSettings {
-        base_url: base_url.parse().expect("url"),
-        api_version: "2021-07-28".into(),
-        location_id: LOC.into(),
-        token: SecretString::from(TOKEN.to_string()),
-        timeout: Duration::from_secs(30),
-        burst_max: 1_000_000,
-        interval: Duration::from_secs(10),
-        safety_margin: Duration::from_millis(200),
-        daily_reserve: 5_000,
-        max_attempts: 6,
-        base_delay: Duration::from_millis(250),
-        max_delay: Duration::from_secs(20),
-    })
-    .expect("client")
 }
 
 /// Full-syncs `n` sandbox contacts into `db`, then lets the full-text index catch up (as every
@@ -151,12 +91,12 @@ fn load(bin: &Path, db: &Path, n: usize) -> (Duration, Duration) {
         .thread_name("sync-rt")
         .build()
         .expect("runtime");
-    let sb = start_sandbox(bin, n);
+    let sb = start_sandbox(bin, n, 0, false);
     let store = Store::open(db).expect("store");
     let stop = tokio::sync::watch::channel(false).1;
     let r = rt.block_on(sync_contacts(
         &store,
-        &client(&sb.base_url),
+        &client(&sb.base_url, false),
         &SyncOptions::default(),
         stop.clone(),
         None,
@@ -189,21 +129,6 @@ fn warm_page_cache(db: &Path) {
             took.as_secs_f64()
         );
     }
-}
-
-/// Flushes dirty pages so their writeback does not compete with the measurements.
-fn settle_disk() {
-    let _ = Command::new("sync").status();
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 // ---------------------------------------------------------------------------------------------

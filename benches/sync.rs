@@ -11,75 +11,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark aborts on any setup failure
 
+mod common;
+
+use common::{client, peak_rss_mb, settle_disk, start_sandbox};
 use ghl_mirror::store::Store;
 use ghl_mirror::sync::{SyncOptions, SyncReport, index_text, sync_contacts};
-use ghl_mirror::upstream::{Client, ClientSettings};
-use secrecy::SecretString;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
-
-const LOC: &str = "sandboxLocation00001";
-const TOKEN: &str = "pit-sandbox-token-1";
-
-struct SandboxProcess {
-    child: Child,
-    base_url: String,
-}
-
-impl Drop for SandboxProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_sandbox(contacts: usize, latency_ms: u64, limits: bool) -> SandboxProcess {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ghl-mirror"));
-    cmd.args([
-        "sandbox",
-        "--port",
-        "0",
-        "--contacts",
-        &contacts.to_string(),
-    ])
-    .args(["--latency-ms", &latency_ms.to_string()])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
-    if !limits {
-        cmd.arg("--no-limits");
-    }
-    let mut child = cmd.spawn().expect("start the sandbox");
-    let stdout = child.stdout.take().expect("sandbox stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("sandbox banner");
-    let base_url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("base url in banner")
-        .to_string();
-    SandboxProcess { child, base_url }
-}
-
-fn client(base_url: &str, limited: bool) -> Client {
-    Client::new(ClientSettings {
-        base_url: base_url.parse().expect("url"),
-        api_version: "2021-07-28".into(),
-        location_id: LOC.into(),
-        token: SecretString::from(TOKEN.to_string()),
-        timeout: Duration::from_secs(30),
-        burst_max: if limited { 100 } else { 1_000_000 },
-        interval: Duration::from_secs(10),
-        safety_margin: Duration::from_millis(200),
-        daily_reserve: 5_000,
-        max_attempts: 6,
-        base_delay: Duration::from_millis(250),
-        max_delay: Duration::from_secs(20),
-    })
-    .expect("client")
-}
 
 async fn full_sync(base_url: &str, limited: bool) -> SyncReport {
     full_sync_indexed(base_url, limited).await.0
@@ -104,22 +42,6 @@ async fn full_sync_indexed(base_url: &str, limited: bool) -> (SyncReport, Durati
     (report, t.elapsed())
 }
 
-/// Flushes the dirty pages earlier phases left behind (a 100k mirror is ~170 MB), so their
-/// writeback does not compete with the next timed run.
-fn settle_disk() {
-    let _ = Command::new("sync").status();
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "FAIL" }
 }
@@ -138,7 +60,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |p| p.get())
     );
 
-    let sb = start_sandbox(n, 100, true);
+    let sb = start_sandbox(Path::new(env!("CARGO_BIN_EXE_ghl-mirror")), n, 100, true);
     let r = rt.block_on(full_sync(&sb.base_url, true));
     drop(sb);
     assert!(r.error.is_none(), "rate-limited sync failed: {:?}", r.error);
@@ -166,7 +88,7 @@ fn main() {
     );
 
     // Ingest varies by about ±10 % from run to run on a shared VM disk: report the median of 3.
-    let sb = start_sandbox(n, 0, false);
+    let sb = start_sandbox(Path::new(env!("CARGO_BIN_EXE_ghl-mirror")), n, 0, false);
     let mut rss = f64::NAN;
     let mut index_rates = Vec::new();
     let mut rates: Vec<f64> = (0..3)

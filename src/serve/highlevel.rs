@@ -11,7 +11,7 @@ use crate::store::{Hit, Store};
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use indexmap::IndexMap;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -354,7 +354,7 @@ pub(super) async fn by_business(
         .collect();
     let tail = format!(",\"count\":{count}");
     let body = wrap_list("contacts", items.iter().map(String::as_str), &tail);
-    Ok(ok(body, &location).into_response())
+    Ok(ok(body, &location))
 }
 
 #[cfg(test)]

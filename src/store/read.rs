@@ -232,12 +232,8 @@ impl Store {
 
     /// How many contacts match `q`; past its cursor too when `with_cursor`.
     pub fn count_contacts(&self, q: &ContactQuery, with_cursor: bool) -> Result<u64, StoreError> {
-        let mut q = q.clone();
-        if !with_cursor {
-            q.after = None;
-        }
-        self.read(|c| count_on(c, &q, true))
-            .map(|(_, beyond)| beyond)
+        self.read(|c| count_on(c, q, with_cursor))
+            .map(|(_, counted)| counted)
     }
 
     /// Live contacts of a business, oldest first (dateAdded, id), optionally matching `text`,
