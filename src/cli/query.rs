@@ -592,7 +592,7 @@ fn contact_list(store: &Store, a: &ContactListArgs) -> Result<ExitCode> {
 fn contact_search(store: &Store, a: &ContactSearchArgs) -> Result<ExitCode> {
     let location = known_location(store, a.location.as_deref())?;
     let limit = usize::try_from(a.limit).unwrap_or(usize::MAX);
-    let hits = store
+    let found = store
         .search_text(location.as_deref(), &a.text, limit)
         .map_err(|e| match e {
             TextQueryError::Empty => anyhow!(
@@ -603,7 +603,7 @@ fn contact_search(store: &Store, a: &ContactSearchArgs) -> Result<ExitCode> {
         })?;
     let mut out = RecordWriter::new(std::io::stdout().lock(), a.format, names(&SEARCH_COLUMNS))
         .context(WRITE_FAILED)?;
-    for (rank, h) in hits.iter().enumerate() {
+    for (rank, h) in found.hits.iter().enumerate() {
         let doc = ContactDoc::parse(&h.raw)?;
         let cells = vec![
             Value::from(rank + 1),
@@ -619,6 +619,12 @@ fn contact_search(store: &Store, a: &ContactSearchArgs) -> Result<ExitCode> {
         out.row(&cells).context(WRITE_FAILED)?;
     }
     out.finish().map(drop).context(WRITE_FAILED)?;
+    if !found.complete {
+        eprintln!(
+            "(the best of the newest {} matching contacts; more match: add words to narrow the search)",
+            found.ranked
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

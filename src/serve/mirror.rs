@@ -96,6 +96,7 @@ pub(super) async fn search(
         })
         .await?;
     let results: Vec<TextResult<'_>> = hits
+        .hits
         .iter()
         .filter_map(|h| {
             let contact = reshape(&h.raw, &SEARCH_ONLY, None);
@@ -109,6 +110,8 @@ pub(super) async fn search(
     let body = TextResults {
         query: &text,
         count: results.len(),
+        ranked: hits.ranked,
+        complete: hits.complete,
         pending,
         results,
     };
@@ -122,6 +125,10 @@ pub(super) async fn search(
 struct TextResults<'a> {
     query: &'a str,
     count: usize,
+    /// How many matches the results were chosen from: the newest ones, at most 2,000.
+    ranked: usize,
+    /// False when more contacts match than were ranked (more words narrow the search).
+    complete: bool,
     /// Contacts changed since the index last caught up (searchable as they were until then).
     pending: u64,
     results: Vec<TextResult<'a>>,

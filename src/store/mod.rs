@@ -23,7 +23,7 @@ pub use listing::{
 };
 pub use lock::StreamLock;
 pub use read::{
-    Hit, HitPage, Metrics, RunFigures, StoredContact, StoredList, TextHit, TextQueryError,
+    Hit, HitPage, Metrics, RunFigures, StoredContact, StoredList, TextHit, TextHits, TextQueryError,
 };
 pub use records::{ContactList, Due, Holdings, RecordCounts};
 

@@ -617,6 +617,10 @@ async fn full_text_search_ranks_names_emails_phones_tags_and_note_bodies() {
         ))
         .await;
     assert!(shouted.body["count"].as_u64().unwrap() >= 1);
+    // The body says how many matches were ranked, and that these were all of them.
+    let ranked = shouted.body["ranked"].as_u64().unwrap();
+    assert!(ranked >= shouted.body["count"].as_u64().unwrap());
+    assert_eq!(shouted.body["complete"], true, "{}", shouted.body);
     // A word that appears only in one contact's note body.
     let note = row("SELECT n.contact_id, n.body FROM notes n JOIN contacts c
            ON c.location_id = n.location_id AND c.id = n.contact_id AND c.deleted_at IS NULL
