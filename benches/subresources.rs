@@ -185,7 +185,7 @@ fn main() {
             base_url: sandbox.base_url().parse().unwrap(),
             api_version: "2021-07-28".into(),
             location_id: LOC.into(),
-            token: SecretString::from(TOKEN.to_string()),
+            credentials: ghl_mirror::upstream::Credentials::Static(SecretString::from(TOKEN.to_string())),
             timeout: Duration::from_secs(30),
             burst_max: limits.burst_max,
             interval: limits.interval,

@@ -26,6 +26,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod auth;
 mod query;
 
 #[derive(Parser, Debug)]
@@ -77,6 +78,9 @@ pub enum Command {
     /// Write every matching contact, task, note or appointment to a CSV, JSON or NDJSON file,
     /// replacing it only once complete.
     Export(query::ExportArgs),
+    /// OAuth 2.0: log in (authorization code), and show each location's token health.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Run the simulated HighLevel API on 127.0.0.1 until Ctrl-C.
     Sandbox(SandboxArgs),
     /// Start a sandbox in-process, sync it, apply churn, sync again, and show what changed.
@@ -156,6 +160,12 @@ pub struct SandboxArgs {
     /// Turn off the rate limits (default: HighLevel's 100 per 10 s and 200,000 per day).
     #[arg(long)]
     pub no_limits: bool,
+    /// Lifetime of the OAuth access tokens it issues, e.g. "86399s", "5m" (HighLevel's: 86399s).
+    #[arg(long, default_value = "86399s", value_parser = humantime::parse_duration)]
+    pub token_ttl: Duration,
+    /// How long a used OAuth refresh token may be replayed for the same new pair ("0s": single use).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub refresh_grace: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -238,6 +248,11 @@ async fn run_async(cli: Cli) -> Result<ExitCode> {
             let config = load_config_with(&cli, &NoTokensNeeded)?;
             query::run_export(&config, a)
         }
+        Command::Auth(c) => {
+            // Private Integration Tokens do not matter here; `login` checks the client secret.
+            let config = load_config_with(&cli, &NoTokensNeeded)?;
+            auth::run(&config, c).await
+        }
     }
 }
 
@@ -296,13 +311,18 @@ pub fn stream_options(config: &Config, force_full: bool) -> StreamOptions {
     }
 }
 
-/// A client for one location from the config.
-pub fn client_for(up: &UpstreamConfig, loc: &LocationConfig) -> Result<Client> {
+/// A client for one location from the config (`tokens`: the OAuth token manager, when the
+/// config has an `[oauth]` section).
+pub fn client_for(
+    up: &UpstreamConfig,
+    loc: &LocationConfig,
+    tokens: Option<&Arc<crate::auth::Tokens>>,
+) -> Result<Client> {
     Ok(Client::new(ClientSettings {
         base_url: up.base_url.clone(),
         api_version: up.api_version.clone(),
         location_id: loc.id.clone(),
-        token: loc.token.clone(),
+        credentials: auth::credentials(loc, tokens)?,
         timeout: up.timeout,
         burst_max: up.burst_max,
         interval: up.interval,
@@ -352,13 +372,14 @@ async fn wait_for_signal() {
 }
 
 async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
-    let locations: Vec<&LocationConfig> = config
-        .locations
+    let tokens = auth::tokens(config)?;
+    let all = auth::locations(config, tokens.as_ref()).await?;
+    let locations: Vec<&LocationConfig> = all
         .iter()
         .filter(|l| args.locations.is_empty() || args.locations.contains(&l.id))
         .collect();
     if locations.is_empty() {
-        if config.locations.is_empty() {
+        if all.is_empty() {
             bail!(
                 "no location configured: add a [[locations]] block to the config file (see config.example.toml), \
                  or set GHL_LOCATION_ID and GHL_TOKEN; to try ghl-mirror without an account run `ghl-mirror demo`"
@@ -388,8 +409,17 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
     let stop = stop_on_signals();
     let progress = ProgressUi::new(std::io::stderr().is_terminal());
     let mut runs = Vec::new();
+    let mut refused = false;
     for loc in &locations {
-        let client = client_for(&config.upstream, loc)?;
+        // A location that cannot be authorized is reported; the others still sync.
+        let client = match client_for(&config.upstream, loc, tokens.as_ref()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("location {}: not synced: {e:#}", loc.id);
+                refused = true;
+                continue;
+            }
+        };
         let (store, opts, stop, obs) = (
             store.clone(),
             opts.clone(),
@@ -427,7 +457,11 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
     for r in &reports {
         println!("{}", summary_line(r));
     }
-    Ok(exit_code(&reports))
+    Ok(if refused {
+        ExitCode::from(1)
+    } else {
+        exit_code(&reports)
+    })
 }
 
 /// Binds the local API (refusing an exposed address without a token) and serves it until `stop`.
@@ -469,7 +503,9 @@ async fn run_serve(config: &Config, a: &ServeArgs) -> Result<ExitCode> {
 }
 
 async fn run_daemon_cmd(config: &Config, a: &DaemonArgs) -> Result<ExitCode> {
-    if config.locations.is_empty() {
+    let tokens = auth::tokens(config)?;
+    let locations = auth::locations(config, tokens.as_ref()).await?;
+    if locations.is_empty() {
         bail!(
             "no location configured: add a [[locations]] block to the config file (see config.example.toml), \
              or set GHL_LOCATION_ID and GHL_TOKEN"
@@ -477,14 +513,22 @@ async fn run_daemon_cmd(config: &Config, a: &DaemonArgs) -> Result<ExitCode> {
     }
     let store = open_store(&config.database)?;
     let mut clients = Vec::new();
-    for l in &config.locations {
-        store.ensure_location(&l.id, l.name.as_deref())?;
-        clients.push(client_for(&config.upstream, l)?);
+    for l in &locations {
+        match client_for(&config.upstream, l, tokens.as_ref()) {
+            Ok(c) => {
+                store.ensure_location(&l.id, l.name.as_deref())?;
+                clients.push(c);
+            }
+            Err(e) => eprintln!("location {}: not synced: {e:#}", l.id),
+        }
+    }
+    if clients.is_empty() {
+        bail!("no location can be synced (see above)");
     }
     let schedule = &config.schedule;
     eprintln!(
         "ghl-mirror daemon: {} location(s) into {}; schedules: contacts {:?}, subresources {:?}, businesses {:?}, reconcile {:?}; SIGINT/SIGTERM stops it",
-        config.locations.len(),
+        clients.len(),
         config.database.display(),
         schedule.contacts.as_deref().unwrap_or("off"),
         schedule.subresources.as_deref().unwrap_or("off"),
@@ -804,6 +848,8 @@ async fn run_sandbox(a: &SandboxArgs) -> Result<ExitCode> {
     let mut cfg = SandboxConfig::new(a.seed, sandbox_locations(a.locations, a.contacts));
     cfg.latency = Duration::from_millis(a.latency_ms);
     cfg.limits = (!a.no_limits).then(RateLimits::default);
+    cfg.oauth.access_ttl = a.token_ttl;
+    cfg.oauth.refresh_grace = a.refresh_grace;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", a.port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{}; pick another --port", a.port))?;
@@ -824,6 +870,21 @@ async fn run_sandbox(a: &SandboxArgs) -> Result<ExitCode> {
             l.id, l.token
         ));
     }
+    let o = &cfg.oauth;
+    banner.push_str(&format!(
+        "OAuth app (access tokens live {}, refresh grace {}):\n  \
+         client_id     = {}\n  client_secret = {}\n  company_id    = {}\n  app_id        = {}\n  \
+         authorize URL = {}/oauth/chooselocation   (approves at once; add ?locationId= to pick a location)\n  \
+         token URL     = {}/oauth/token\n\n",
+        humantime::format_duration(o.access_ttl),
+        humantime::format_duration(o.refresh_grace),
+        o.client_id,
+        o.client_secret,
+        o.company_id,
+        o.app_id,
+        sandbox.base_url(),
+        sandbox.base_url()
+    ));
     banner.push_str("Ctrl-C stops it.\n");
     // A closed stdout (e.g. piped into `head`) must not stop the sandbox.
     let mut out = std::io::stdout();
@@ -864,7 +925,7 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
         &DemoEnv(loc.token.clone()),
     )?;
     let store = open_store(&config.database)?;
-    let client = client_for(&config.upstream, &config.locations[0])?;
+    let client = client_for(&config.upstream, &config.locations[0], None)?;
     println!("   mirror file: {}", db.display());
 
     let run = |full: bool| {

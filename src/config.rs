@@ -17,6 +17,10 @@ pub const API_VERSION: &str = "2021-07-28";
 pub const DEFAULT_TOKEN_ENV: &str = "GHL_TOKEN";
 pub const DEFAULT_LOCATION_ENV: &str = "GHL_LOCATION_ID";
 pub const DEFAULT_API_TOKEN_ENV: &str = "GHL_MIRROR_API_TOKEN";
+pub const DEFAULT_CLIENT_SECRET_ENV: &str = "GHL_CLIENT_SECRET";
+pub const DEFAULT_AUTHORIZE_URL: &str =
+    "https://marketplace.gohighlevel.com/v2/oauth/chooselocation";
+pub const DEFAULT_REDIRECT_URI: &str = "http://127.0.0.1:8485/callback";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -57,8 +61,66 @@ pub struct Config {
     pub budget: BudgetConfig,
     pub schedule: ScheduleConfig,
     pub serve: ServeConfig,
+    /// `None`: no `[oauth]` section (Private Integration Tokens only).
+    pub oauth: Option<OAuthConfig>,
     pub locations: Vec<LocationConfig>,
 }
+
+/// The OAuth app (`[oauth]`): authorization-code login, refresh, and agency installs.
+#[derive(Clone, Debug)]
+pub struct OAuthConfig {
+    pub client_id: String,
+    pub client_secret_env: String,
+    pub client_secret: SecretString,
+    pub redirect_uri: Url,
+    pub authorize_url: Url,
+    /// Asked for besides what the enabled features need.
+    pub scopes: Vec<String>,
+    pub refresh_margin: Duration,
+    /// The agency install (both set, or neither).
+    pub agency: Option<(String, String)>,
+    /// Mirror every location the agency install covers, besides `[[locations]]`.
+    pub discover: bool,
+    /// Where tokens are kept; `None`: beside the database (see [`Config::token_store`]).
+    pub token_store: Option<PathBuf>,
+}
+
+impl Config {
+    /// The token store's path: `oauth.token_store`, or `<database>.tokens`.
+    pub fn token_store(&self) -> PathBuf {
+        self.oauth
+            .as_ref()
+            .and_then(|o| o.token_store.clone())
+            .unwrap_or_else(|| crate::auth::TokenStore::path_for(&self.database))
+    }
+
+    /// The OAuth scopes the enabled features use: `contacts.readonly` (required), then the
+    /// optional ones (a feature without its scope is skipped with a warning), the agency's,
+    /// and `oauth.scopes`.
+    pub fn wanted_scopes(&self) -> Vec<String> {
+        let mut s = vec![REQUIRED_SCOPE.to_string()];
+        if self.businesses.enabled {
+            s.push("businesses.readonly".into());
+            s.push("locations/customFields.readonly".into());
+        }
+        if self.subresources.bulk_tasks && self.subresources.kinds.contains(&SubKind::Tasks) {
+            s.push("locations/tasks.readonly".into());
+        }
+        if let Some(o) = &self.oauth {
+            if o.agency.is_some() {
+                s.push("oauth.readonly".into());
+                s.push("oauth.write".into());
+            }
+            s.extend(o.scopes.iter().cloned());
+        }
+        let mut seen = std::collections::HashSet::new();
+        s.retain(|x| seen.insert(x.clone()));
+        s
+    }
+}
+
+/// The scope without which no location can be mirrored.
+pub const REQUIRED_SCOPE: &str = "contacts.readonly";
 
 /// The local HTTP API (`ghl-mirror serve`).
 #[derive(Clone, Debug)]
@@ -134,8 +196,21 @@ pub struct SyncConfig {
 pub struct LocationConfig {
     pub id: String,
     pub name: Option<String>,
-    pub token_env: String,
-    pub token: SecretString,
+    pub auth: LocationAuth,
+}
+
+/// How a location's requests are authorized (`[[locations]] auth`).
+#[derive(Clone, Debug)]
+pub enum LocationAuth {
+    /// `"private"` (default): a Private Integration Token from `token_env`.
+    Private {
+        token_env: String,
+        token: SecretString,
+    },
+    /// `"oauth"`: the location's own OAuth grant, from `ghl-mirror auth login`.
+    OAuth,
+    /// `"agency"`: location tokens minted from the agency grant.
+    Agency,
 }
 
 // ---- stage one: the raw tree, exactly as written in the file ----
@@ -151,7 +226,42 @@ struct RawConfig {
     budget: RawBudget,
     schedule: RawSchedule,
     serve: RawServe,
+    oauth: Option<RawOAuth>,
     locations: Vec<RawLocation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOAuth {
+    client_id: String,
+    client_id_env: String,
+    client_secret_env: String,
+    redirect_uri: String,
+    authorize_url: String,
+    scopes: Vec<String>,
+    refresh_margin: String,
+    company_id: String,
+    app_id: String,
+    discover: bool,
+    token_store: String,
+}
+
+impl Default for RawOAuth {
+    fn default() -> Self {
+        RawOAuth {
+            client_id: String::new(),
+            client_id_env: String::new(),
+            client_secret_env: DEFAULT_CLIENT_SECRET_ENV.into(),
+            redirect_uri: DEFAULT_REDIRECT_URI.into(),
+            authorize_url: DEFAULT_AUTHORIZE_URL.into(),
+            scopes: Vec::new(),
+            refresh_margin: "1h".into(),
+            company_id: String::new(),
+            app_id: String::new(),
+            discover: false,
+            token_store: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -355,6 +465,8 @@ struct RawLocation {
     name: Option<String>,
     #[serde(default)]
     token_env: Option<String>,
+    #[serde(default)]
+    auth: Option<String>,
 }
 
 // ---- stage two: validation ----
@@ -409,7 +521,11 @@ impl Config {
                 "must not be empty; use e.g. \"./ghl-mirror.db\"",
             ));
         }
+        let oauth = raw.oauth.map(|o| validate_oauth(o, env)).transpose()?;
+        let locations = validate_locations(raw.locations, env, oauth.as_ref())?;
         Ok(Config {
+            oauth,
+            locations,
             database: PathBuf::from(raw.database.path),
             upstream: validate_upstream(raw.upstream)?,
             sync: validate_sync(raw.sync)?,
@@ -430,9 +546,112 @@ impl Config {
             },
             schedule: validate_schedule(raw.schedule)?,
             serve: validate_serve(raw.serve, env)?,
-            locations: validate_locations(raw.locations, env)?,
         })
     }
+}
+
+fn validate_oauth(raw: RawOAuth, env: &dyn Env) -> Result<OAuthConfig, ConfigError> {
+    let client_id = match (raw.client_id.trim(), raw.client_id_env.trim()) {
+        ("", "") => {
+            return Err(invalid(
+                "oauth.client_id",
+                "is missing: copy the Client ID of your HighLevel app (Marketplace > My Apps > Auth), or name a variable holding it with oauth.client_id_env",
+            ));
+        }
+        (id, "") => id.to_string(),
+        ("", var) => env.var(var).map(|v| v.trim().to_string()).ok_or_else(|| {
+            invalid(
+                "oauth.client_id_env",
+                format!(
+                    "environment variable {var} is not set; export it with your app's Client ID"
+                ),
+            )
+        })?,
+        _ => {
+            return Err(invalid(
+                "oauth.client_id",
+                "give client_id or client_id_env, not both",
+            ));
+        }
+    };
+    let secret_env = raw.client_secret_env.trim().to_string();
+    if secret_env.is_empty() {
+        return Err(invalid(
+            "oauth.client_secret_env",
+            format!(
+                "must name an environment variable, e.g. \"{DEFAULT_CLIENT_SECRET_ENV}\" (the secret itself never goes in the file)"
+            ),
+        ));
+    }
+    let client_secret = env.var(&secret_env).map(SecretString::from).ok_or_else(|| {
+        invalid(
+            "oauth.client_secret_env",
+            format!("environment variable {secret_env} is not set; export it with your app's Client Secret"),
+        )
+    })?;
+    let redirect_uri = Url::parse(raw.redirect_uri.trim()).map_err(|e| {
+        invalid(
+            "oauth.redirect_uri",
+            format!(
+                "{:?} is not a URL ({e}); use e.g. \"{DEFAULT_REDIRECT_URI}\"",
+                raw.redirect_uri
+            ),
+        )
+    })?;
+    let authorize_url = Url::parse(raw.authorize_url.trim()).map_err(|e| {
+        invalid(
+            "oauth.authorize_url",
+            format!(
+                "{:?} is not a URL ({e}); use \"{DEFAULT_AUTHORIZE_URL}\"",
+                raw.authorize_url
+            ),
+        )
+    })?;
+    for (key, url) in [
+        ("oauth.redirect_uri", &redirect_uri),
+        ("oauth.authorize_url", &authorize_url),
+    ] {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(key, format!("{url} must be an http(s) URL")));
+        }
+    }
+    let agency = match (raw.company_id.trim(), raw.app_id.trim()) {
+        ("", "") => None,
+        ("", _) | (_, "") => {
+            return Err(invalid(
+                "oauth.company_id",
+                "an agency install needs both oauth.company_id (the agency's id) and oauth.app_id (the app's id from the Marketplace)",
+            ));
+        }
+        (c, a) => Some((c.to_string(), a.to_string())),
+    };
+    if raw.discover && agency.is_none() {
+        return Err(invalid(
+            "oauth.discover",
+            "discovering installed locations needs an agency install: set oauth.company_id and oauth.app_id",
+        ));
+    }
+    let token_store = match raw.token_store.trim() {
+        "" => None,
+        p => Some(PathBuf::from(p)),
+    };
+    Ok(OAuthConfig {
+        client_id,
+        client_secret_env: secret_env,
+        client_secret,
+        redirect_uri,
+        authorize_url,
+        scopes: raw
+            .scopes
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        refresh_margin: duration("oauth.refresh_margin", &raw.refresh_margin)?,
+        agency,
+        discover: raw.discover,
+        token_store,
+    })
 }
 
 fn validate_serve(raw: RawServe, env: &dyn Env) -> Result<ServeConfig, ConfigError> {
@@ -584,6 +803,7 @@ fn validate_schedule(raw: RawSchedule) -> Result<ScheduleConfig, ConfigError> {
 fn validate_locations(
     raw: Vec<RawLocation>,
     env: &dyn Env,
+    oauth: Option<&OAuthConfig>,
 ) -> Result<Vec<LocationConfig>, ConfigError> {
     let raw = if raw.is_empty() {
         // No [[locations]]: one location from the environment, if it is set.
@@ -592,6 +812,7 @@ fn validate_locations(
                 id,
                 name: None,
                 token_env: None,
+                auth: None,
             }],
             None => Vec::new(),
         }
@@ -622,23 +843,67 @@ fn validate_locations(
                 format!("location {id} is listed twice"),
             ));
         }
-        let token_env = loc
-            .token_env
-            .unwrap_or_else(|| DEFAULT_TOKEN_ENV.to_string());
-        let token = env.var(&token_env).ok_or_else(|| {
-            invalid(
-                &format!("{key}.token_env"),
-                format!(
-                    "environment variable {token_env} is not set; export it with the Private \
-                     Integration Token (or OAuth access token) of location {id}"
-                ),
-            )
-        })?;
+        let auth = match loc.auth.as_deref().map(str::trim).unwrap_or("private") {
+            "private" => {
+                let token_env = loc
+                    .token_env
+                    .unwrap_or_else(|| DEFAULT_TOKEN_ENV.to_string());
+                let token = env.var(&token_env).ok_or_else(|| {
+                    invalid(
+                        &format!("{key}.token_env"),
+                        format!(
+                            "environment variable {token_env} is not set; export it with the Private \
+                             Integration Token of location {id} (or set auth = \"oauth\" and run `ghl-mirror auth login`)"
+                        ),
+                    )
+                })?;
+                LocationAuth::Private {
+                    token_env,
+                    token: SecretString::from(token),
+                }
+            }
+            kind @ ("oauth" | "agency") => {
+                if loc.token_env.is_some() {
+                    return Err(invalid(
+                        &format!("{key}.token_env"),
+                        format!(
+                            "a location with auth = \"{kind}\" takes no token_env (its tokens are in the token store)"
+                        ),
+                    ));
+                }
+                let Some(o) = oauth else {
+                    return Err(invalid(
+                        &format!("{key}.auth"),
+                        format!(
+                            "auth = \"{kind}\" needs an [oauth] section (client_id, client_secret_env); see config.example.toml"
+                        ),
+                    ));
+                };
+                if kind == "agency" && o.agency.is_none() {
+                    return Err(invalid(
+                        &format!("{key}.auth"),
+                        "auth = \"agency\" needs oauth.company_id and oauth.app_id (the agency install its tokens are minted from)",
+                    ));
+                }
+                if kind == "oauth" {
+                    LocationAuth::OAuth
+                } else {
+                    LocationAuth::Agency
+                }
+            }
+            other => {
+                return Err(invalid(
+                    &format!("{key}.auth"),
+                    format!(
+                        "{other:?} is not a kind of auth; use \"private\" (a Private Integration Token), \"oauth\" or \"agency\""
+                    ),
+                ));
+            }
+        };
         out.push(LocationConfig {
             id,
             name: loc.name,
-            token_env,
-            token: SecretString::from(token),
+            auth,
         });
     }
     Ok(out)

@@ -35,6 +35,7 @@
 //!   tombstones anything.
 //! - Secrets live in `SecretString` and never reach logs, `Debug` output or errors.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -61,7 +61,9 @@ pub fn client(base_url: &str, limited: bool) -> Client {
         base_url: base_url.parse().expect("url"),
         api_version: "2021-07-28".into(),
         location_id: LOC.into(),
-        token: SecretString::from(TOKEN.to_string()),
+        credentials: ghl_mirror::upstream::Credentials::Static(SecretString::from(
+            TOKEN.to_string(),
+        )),
         timeout: Duration::from_secs(30),
         burst_max: if limited { 100 } else { 1_000_000 },
         interval: Duration::from_secs(10),

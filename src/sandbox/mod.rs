@@ -12,14 +12,24 @@
 //! - `POST /locations/:locationId/tasks/search` (skip/limit paging in
 //!   task-id order; scope-gated, see [`Sandbox::set_task_search_scope`]);
 //! - `GET /businesses/?locationId=`, `GET /businesses/:businessId`,
-//!   `GET /contacts/business/:businessId?locationId=`.
+//!   `GET /contacts/business/:businessId?locationId=`;
+//! - `GET /locations/:locationId/customFields`.
 //!
 //! Every route has HighLevel's auth/scope/version/location checks, error
 //! bodies, rate limits and headers, plus injectable faults (5xx, 429
 //! storms, hangs, truncated bodies, malformed pages), latency and search
-//! eventual consistency. [`Sandbox`] is the handle: it exposes the base URL
-//! and a synchronous control surface (churn of contacts and sub-resources,
-//! faults, limits, scopes, stats, inspection).
+//! eventual consistency. A route takes the location's static token
+//! ([`LocationSeed::token`], a PIT) or an OAuth access token of the
+//! location.
+//!
+//! OAuth 2.0 (free of rate-limit cost and faults; see `oauth`): the
+//! auto-approving `GET /oauth/chooselocation`, `POST /oauth/token`,
+//! `POST /oauth/locationToken` and `GET /oauth/installedLocations`, for the
+//! one app of [`OAuthApp`].
+//!
+//! [`Sandbox`] is the handle: it exposes the base URL and a synchronous
+//! control surface (churn of contacts and sub-resources, faults, limits,
+//! scopes, token expiry and revocation, stats, inspection).
 
 mod business;
 mod data;
@@ -27,6 +37,7 @@ mod fields;
 mod filter;
 mod limits;
 mod list;
+mod oauth;
 mod render;
 mod routes;
 mod search;
@@ -38,6 +49,8 @@ mod subs;
 mod tasks;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_oauth;
 #[cfg(test)]
 mod tests_subs;
 mod time_fmt;
@@ -57,6 +70,8 @@ use self::data::Id;
 use self::render::ContactJson;
 use self::state::{App, Location, lock};
 use self::subs::{Action, Kind};
+
+pub use self::oauth::{OAuthApp, OAuthStats};
 
 /// The only `Version` header value the contacts API accepts.
 pub const VERSION_HEADER_VALUE: &str = "2021-07-28";
@@ -79,6 +94,8 @@ pub struct SandboxConfig {
     pub search_lag: Duration,
     /// Average tasks, notes and appointments per contact.
     pub subresources: SubresourceMix,
+    /// The OAuth app the sandbox authorizes, and its token lifetimes.
+    pub oauth: OAuthApp,
 }
 
 /// Average sub-resources per contact. Each contact's counts are Poisson
@@ -145,7 +162,8 @@ pub struct Faults {
 }
 
 impl SandboxConfig {
-    /// No latency, no limits, no faults, no search lag.
+    /// No latency, no limits, no faults, no search lag; the default
+    /// [`OAuthApp`].
     pub fn new(seed: u64, locations: Vec<LocationSeed>) -> Self {
         SandboxConfig {
             seed,
@@ -155,6 +173,7 @@ impl SandboxConfig {
             faults: Faults::default(),
             search_lag: Duration::ZERO,
             subresources: SubresourceMix::default(),
+            oauth: OAuthApp::default(),
         }
     }
 }
@@ -429,7 +448,8 @@ impl Sandbox {
         }
     }
 
-    /// The location's token then gets the 401 body.
+    /// The location's static token (PIT) then gets the 401 body; its
+    /// OAuth tokens are untouched (see [`Sandbox::revoke_refresh_tokens`]).
     pub fn revoke_token(&self, location: &str) {
         if let Some(l) = self.loc(location) {
             l.revoked.store(true, Ordering::Relaxed);
@@ -442,19 +462,76 @@ impl Sandbox {
     }
 
     /// Grants (default) or withdraws the task-search scope of the
-    /// location's token; without it, task search answers 401.
+    /// location's static token; without it, task search answers 401.
+    /// OAuth tokens have the scopes granted at authorization instead.
     pub fn set_task_search_scope(&self, location: &str, allowed: bool) {
         if let Some(l) = self.loc(location) {
             l.task_scope.store(allowed, Ordering::Relaxed);
         }
     }
 
-    /// Grants (default) or withdraws the custom-field scope of the location's token
-    /// (`locations/customFields.readonly`); without it, the definitions answer 401.
+    /// Grants (default) or withdraws the custom-field scope of the location's static
+    /// token (`locations/customFields.readonly`); without it, the definitions answer
+    /// 401. OAuth tokens have the scopes granted at authorization instead.
     pub fn set_custom_fields_scope(&self, location: &str, allowed: bool) {
         if let Some(l) = self.loc(location) {
             l.fields_scope.store(allowed, Ordering::Relaxed);
         }
+    }
+
+    /// What the OAuth endpoints have answered so far.
+    pub fn oauth_stats(&self) -> OAuthStats {
+        self.app.oauth().stats()
+    }
+
+    /// Every OAuth access token issued so far (location and agency) is
+    /// expired from now on: data routes answer 401 "Invalid JWT". Refresh
+    /// tokens are untouched.
+    pub fn expire_access_tokens(&self) {
+        self.app.oauth().expire_access_tokens();
+    }
+
+    /// The refresh tokens issued so far for the location (spent ones
+    /// included, so no grace replay either) are refused from now on with
+    /// 400 "Invalid grant: refresh token is invalid". Given the company id
+    /// instead, the agency's refresh tokens go. Access tokens stay valid.
+    pub fn revoke_refresh_tokens(&self, location_id: &str) {
+        self.app.oauth().revoke_refresh_tokens(location_id);
+    }
+
+    /// Marks the location inactive (as when its sub-account is suspended):
+    /// refreshing its tokens, exchanging a code for it and minting a
+    /// location token for it answer 400 "Location is not active". Its
+    /// static token and unexpired access tokens keep working.
+    pub fn deactivate_location(&self, location_id: &str) {
+        self.app.oauth().deactivate(location_id);
+    }
+
+    /// Lifetime (`expires_in`) of the access tokens issued from now on.
+    pub fn set_access_ttl(&self, ttl: Duration) {
+        self.app.oauth().set_access_ttl(ttl);
+    }
+
+    /// How long after its first use a refresh token replays the pair it
+    /// returned; applies to every later replay, of tokens spent before too.
+    pub fn set_refresh_grace(&self, grace: Duration) {
+        self.app.oauth().set_refresh_grace(grace);
+    }
+
+    /// Moves the OAuth clock forward: codes, access tokens, refresh tokens
+    /// and grace windows all see `by` more time pass (no sleeping in tests).
+    pub fn advance_oauth_clock(&self, by: Duration) {
+        self.app.oauth().advance_clock(by);
+    }
+
+    /// A location OAuth pair (access, refresh) with these scopes, as if a
+    /// code had been exchanged (not counted in [`OAuthStats`]). Two empty
+    /// strings for an unknown location.
+    pub fn issue_tokens(&self, location_id: &str, scopes: &[&str]) -> (String, String) {
+        self.app
+            .oauth()
+            .issue_for(location_id, scopes)
+            .unwrap_or_default()
     }
 
     /// Moves a live contact to business `business_id` of its location, or

@@ -2,7 +2,13 @@
 //! scope → version → body/location → rate limit → faults → latency →
 //! handler), the contact handlers, NestJS-style errors, rate-limit headers
 //! and truncated bodies. Sub-resource and business handlers live in
-//! `subroutes`.
+//! `subroutes`; the `/oauth/*` endpoints in `oauth`, which only borrows
+//! this module's helpers (they skip the limiter and the faults).
+//!
+//! A data route accepts a location's static token (PIT) or an OAuth access
+//! token of that location. PITs keep the per-location scope switches
+//! (`set_task_search_scope`, `set_custom_fields_scope`); OAuth tokens must
+//! carry the route's scope from the specs' `security` entries.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
@@ -21,6 +27,7 @@ use super::VERSION_HEADER_VALUE;
 use super::data::Id;
 use super::limits::{RateHeaders, RouteKind};
 use super::list::{self, ListQuery};
+use super::oauth::{self, AccessCheck, Endpoint};
 use super::render::{
     ContactJson, error_body, get_body, unprocessable_body, write_contacts, write_json,
 };
@@ -100,6 +107,25 @@ impl Route {
             Route::CustomFields(_) => RouteKind::CustomFields,
         }
     }
+
+    /// The OAuth scope the route needs (the `security` entries of
+    /// apps/contacts.json, businesses.json and locations.json).
+    fn scope(&self) -> &'static str {
+        match self {
+            Route::List
+            | Route::Search
+            | Route::Get(_)
+            | Route::Tasks(_)
+            | Route::Task(..)
+            | Route::Notes(_)
+            | Route::Note(..)
+            | Route::Appointments(_)
+            | Route::BusinessContacts(_) => "contacts.readonly",
+            Route::TaskSearch(_) => "locations/tasks.readonly",
+            Route::Businesses | Route::Business(_) => "businesses.readonly",
+            Route::CustomFields(_) => "locations/customFields.readonly",
+        }
+    }
 }
 
 /// A response before headers are attached.
@@ -108,6 +134,8 @@ pub(super) struct Reply {
     body: Vec<u8>,
     loc: Option<usize>,
     truncate: bool,
+    /// The `Location` header of a redirect.
+    redirect: Option<HeaderValue>,
 }
 
 impl Reply {
@@ -117,7 +145,38 @@ impl Reply {
             body,
             loc,
             truncate: false,
+            redirect: None,
         }
+    }
+
+    /// A bodiless 302 to `target`.
+    pub(super) fn redirect(target: HeaderValue) -> Reply {
+        Reply {
+            redirect: Some(target),
+            ..Reply::new(None, StatusCode::FOUND, Vec::new())
+        }
+    }
+
+    /// A missing, malformed, unknown or revoked token.
+    pub(super) fn invalid_token() -> Reply {
+        let msg = "Invalid token: access token is invalid";
+        Reply::error(None, StatusCode::UNAUTHORIZED, msg, Some("Unauthorized"))
+    }
+
+    /// An OAuth access token past its expiry (HighLevel's wording, issue #213).
+    pub(super) fn invalid_jwt() -> Reply {
+        Reply::error(
+            None,
+            StatusCode::UNAUTHORIZED,
+            "Invalid JWT",
+            Some("Unauthorized"),
+        )
+    }
+
+    /// A token without the route's scope.
+    pub(super) fn scope_refused(loc: Option<usize>) -> Reply {
+        let msg = "The token is not authorized for this scope.";
+        Reply::error(loc, StatusCode::UNAUTHORIZED, msg, None)
     }
 
     pub(super) fn error(
@@ -138,8 +197,31 @@ impl Reply {
     }
 
     pub(super) fn forbidden(loc: usize) -> Reply {
+        let mut reply = Reply::no_location_access();
+        reply.loc = Some(loc);
+        reply
+    }
+
+    /// The 403 of `forbidden`, for a token that has no location (an agency token).
+    pub(super) fn no_location_access() -> Reply {
         let msg = "The token does not have access to this location.";
-        Reply::error(Some(loc), StatusCode::FORBIDDEN, msg, None)
+        Reply::error(None, StatusCode::FORBIDDEN, msg, None)
+    }
+}
+
+/// Whom an authenticated data-route request acts as.
+enum Caller {
+    /// A location's static token (PIT).
+    Pit(usize),
+    /// An OAuth access token of a location, with its granted scopes.
+    OAuth(usize, Arc<[String]>),
+}
+
+impl Caller {
+    fn location(&self) -> usize {
+        match self {
+            Caller::Pit(loc) | Caller::OAuth(loc, _) => *loc,
+        }
     }
 }
 
@@ -175,6 +257,10 @@ struct Ready {
 
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    if let Some(endpoint) = Endpoint::parse(&parts.method, parts.uri.path()) {
+        let reply = oauth::serve(&app, endpoint, &parts, body).await;
+        return finish(&app, reply);
+    }
     let reply = match Route::parse(&parts.method, parts.uri.path()) {
         Some(route) => process(&app, route, &parts, body).await,
         None => {
@@ -187,7 +273,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
 }
 
 /// Sleeps the configured latency plus `extra`.
-async fn pause(app: &App, extra: Duration) {
+pub(super) async fn pause(app: &App, extra: Duration) {
     let d = app.settings().latency + extra;
     if !d.is_zero() {
         tokio::time::sleep(d).await;
@@ -195,14 +281,17 @@ async fn pause(app: &App, extra: Duration) {
 }
 
 async fn process(app: &App, route: Route, parts: &Parts, body: Body) -> Reply {
-    let Some(loc) = authenticate(app, &parts.headers) else {
-        pause(app, Duration::ZERO).await;
-        let msg = "Invalid token: access token is invalid";
-        return Reply::error(None, StatusCode::UNAUTHORIZED, msg, Some("Unauthorized"));
+    let caller = match authenticate(app, &parts.headers) {
+        Ok(caller) => caller,
+        Err(reply) => {
+            pause(app, Duration::ZERO).await;
+            return reply;
+        }
     };
+    let loc = caller.location();
     let limits = app.limits();
     lock(&app.locations[loc].limiter).record(Instant::now(), limits, route.kind());
-    match precheck(app, loc, route, parts, body).await {
+    match precheck(app, &caller, route, parts, body).await {
         Err(reply) => {
             pause(app, Duration::ZERO).await;
             reply
@@ -216,26 +305,42 @@ async fn process(app: &App, route: Route, parts: &Parts, body: Body) -> Reply {
     }
 }
 
-/// The token's location index.
-fn authenticate(app: &App, headers: &HeaderMap) -> Option<usize> {
+/// The token of an `Authorization: Bearer <token>` header.
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let raw = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, token) = raw.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// The request's location and token kind: 401 for a missing, unknown or
+/// revoked token ("Invalid JWT" for an expired OAuth token), 403 for an
+/// agency token (it has no location).
+fn authenticate(app: &App, headers: &HeaderMap) -> Result<Caller, Reply> {
+    let token = bearer_token(headers).ok_or_else(Reply::invalid_token)?;
+    if let Some(loc) = app.location_of_token(token) {
+        return Ok(Caller::Pit(loc));
     }
-    app.location_of_token(token.trim())
+    match app.oauth().check(token) {
+        AccessCheck::Location { loc, scopes } => Ok(Caller::OAuth(loc, scopes)),
+        AccessCheck::Company { .. } => Err(Reply::no_location_access()),
+        AccessCheck::Expired => Err(Reply::invalid_jwt()),
+        AccessCheck::Unknown => Err(Reply::invalid_token()),
+    }
 }
 
 /// Scope, version, body, location, rate-limit and fault checks.
 async fn precheck(
     app: &App,
-    loc: usize,
+    caller: &Caller,
     route: Route,
     parts: &Parts,
     body: Body,
 ) -> Result<Ready, Reply> {
-    check_scope(app, loc, &route)?;
-    check_version(loc, &parts.headers)?;
+    let loc = caller.location();
+    check_scope(app, caller, &route)?;
+    check_version(Some(loc), &parts.headers)?;
     let input = match route {
         Route::List => Input::List(query_pairs(parts)),
         Route::Search => Input::Search(read_json(loc, body).await?),
@@ -278,30 +383,35 @@ async fn precheck(
     })
 }
 
-/// 401 when the token lacks the route's scope (task search and custom fields are gated).
-fn check_scope(app: &App, loc: usize, route: &Route) -> Result<(), Reply> {
-    let allowed = match route {
-        Route::TaskSearch(_) => app.locations[loc].task_scope.load(Ordering::Relaxed),
-        Route::CustomFields(_) => app.locations[loc].fields_scope.load(Ordering::Relaxed),
-        _ => true,
+/// 401 when the token lacks the route's scope: for a PIT, only task
+/// search and custom fields are gated (by the location's switches); an
+/// OAuth token needs the route's scope among those granted.
+fn check_scope(app: &App, caller: &Caller, route: &Route) -> Result<(), Reply> {
+    let allowed = match caller {
+        Caller::Pit(loc) => match route {
+            Route::TaskSearch(_) => app.locations[*loc].task_scope.load(Ordering::Relaxed),
+            Route::CustomFields(_) => app.locations[*loc].fields_scope.load(Ordering::Relaxed),
+            _ => true,
+        },
+        Caller::OAuth(_, scopes) => scopes.iter().any(|s| s == route.scope()),
     };
     if allowed {
         return Ok(());
     }
-    let msg = "The token is not authorized for this scope.";
-    Err(Reply::error(Some(loc), StatusCode::UNAUTHORIZED, msg, None))
+    Err(Reply::scope_refused(Some(caller.location())))
 }
 
-fn check_version(loc: usize, headers: &HeaderMap) -> Result<(), Reply> {
+/// 400 unless the `Version` header is 2021-07-28.
+pub(super) fn check_version(loc: Option<usize>, headers: &HeaderMap) -> Result<(), Reply> {
     let msg = match headers.get("version").map(HeaderValue::to_str) {
         None => "Version header was not found",
         Some(Ok(v)) if v.trim() == VERSION_HEADER_VALUE => return Ok(()),
         Some(_) => "Version header is invalid. Supported version: 2021-07-28",
     };
-    Err(Reply::error(Some(loc), StatusCode::BAD_REQUEST, msg, None))
+    Err(Reply::error(loc, StatusCode::BAD_REQUEST, msg, None))
 }
 
-fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
+pub(super) fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
     let q = parts.uri.query().unwrap_or("");
     url::form_urlencoded::parse(q.as_bytes())
         .into_owned()
@@ -496,7 +606,10 @@ fn finish(app: &App, reply: Reply) -> Response {
     let mut resp = Response::new(body);
     *resp.status_mut() = reply.status;
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    match reply.redirect {
+        Some(target) => h.insert(LOCATION, target),
+        None => h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json")),
+    };
     let pairs = [
         ("x-ratelimit-limit-daily", u64::from(headers.limit_daily)),
         (

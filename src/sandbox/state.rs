@@ -1,6 +1,7 @@
 //! Shared server state (`App`): the locations with their stores and
-//! limiters, token lookup, mutable settings (faults, latency, limits,
-//! malformed-page budget) and the seeded fault/trace-id randomness.
+//! limiters, static-token lookup, the OAuth codes and tokens, mutable
+//! settings (faults, latency, limits, malformed-page budget) and the seeded
+//! fault/trace-id randomness.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,6 +12,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::limits::Limiter;
+use super::oauth::OAuthState;
 use super::store::Store;
 use super::{Faults, RateLimits, SandboxConfig};
 
@@ -91,6 +93,8 @@ pub(super) struct App {
     pub locations: Vec<Location>,
     tokens: HashMap<String, usize>,
     pub settings: Mutex<Settings>,
+    /// Codes, OAuth tokens, inactive locations, the OAuth clock.
+    oauth: Mutex<OAuthState>,
     trace_counter: AtomicU64,
     seed: u64,
     pub base_url: String,
@@ -131,17 +135,20 @@ impl App {
             rng: SmallRng::seed_from_u64(config.seed ^ 0xFA17_5EED),
             rotation: 0,
         };
+        let ids = config.locations.iter().map(|l| l.id.clone()).collect();
+        let oauth = OAuthState::new(config.oauth.clone(), config.seed, ids);
         App {
             locations,
             tokens,
             settings: Mutex::new(settings),
+            oauth: Mutex::new(oauth),
             trace_counter: AtomicU64::new(0),
             seed: config.seed,
             base_url,
         }
     }
 
-    /// The location index a (non-revoked) token belongs to.
+    /// The location index a (non-revoked) static token (PIT) belongs to.
     pub fn location_of_token(&self, token: &str) -> Option<usize> {
         let i = *self.tokens.get(token)?;
         let loc = self.locations.get(i)?;
@@ -155,6 +162,10 @@ impl App {
 
     pub fn settings(&self) -> MutexGuard<'_, Settings> {
         lock(&self.settings)
+    }
+
+    pub fn oauth(&self) -> MutexGuard<'_, OAuthState> {
+        lock(&self.oauth)
     }
 
     pub fn limits(&self) -> Option<RateLimits> {

@@ -6,10 +6,12 @@
 //! sandbox has its own copy, being the other side of the wire). It knows `model` only.
 
 pub mod limiter;
+pub mod oauth;
 pub mod wire;
 
 use crate::model::{Record, SortKey, SubKind};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use limiter::Limiter;
 use rand::Rng;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
@@ -26,7 +28,7 @@ pub struct ClientSettings {
     pub base_url: Url,
     pub api_version: String,
     pub location_id: String,
-    pub token: SecretString,
+    pub credentials: Credentials,
     pub timeout: Duration,
     pub burst_max: u32,
     pub interval: Duration,
@@ -37,8 +39,39 @@ pub struct ClientSettings {
     pub max_delay: Duration,
 }
 
+/// Where a location's bearer token comes from.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A Private Integration Token (or any token that never changes), from the environment.
+    Static(SecretString),
+    /// OAuth tokens, kept current (refreshed before expiry and after a 401) by their source.
+    Managed(std::sync::Arc<dyn TokenSource>),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Static(_) => f.write_str("Static([REDACTED])"),
+            Credentials::Managed(s) => write!(f, "Managed({})", s.describe()),
+        }
+    }
+}
+
+/// A bearer token that can change: the OAuth token manager implements it.
+pub trait TokenSource: Send + Sync {
+    /// The token for the next request, refreshed first when it is about to expire.
+    fn bearer(&self) -> BoxFuture<'_, Result<SecretString, UpstreamError>>;
+    /// HighLevel refused `used` as invalid or expired (401): a new token, refreshing unless
+    /// another request already did; or the error that needs a person.
+    fn refused(&self, used: SecretString) -> BoxFuture<'_, Result<SecretString, UpstreamError>>;
+    /// What the source is, for logs ("OAuth location token of ..."); never a token.
+    fn describe(&self) -> String;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
+    #[error("location {location}: {message}")]
+    Auth { location: String, message: String },
     #[error(
         "{endpoint}: HighLevel rejected the token of location {location} (401: {message}); check the token in its environment variable, or create a new Private Integration Token"
     )]
@@ -159,7 +192,8 @@ impl UpstreamError {
         match self {
             UpstreamError::Unauthorized { .. }
             | UpstreamError::Forbidden { .. }
-            | UpstreamError::VersionRejected { .. } => true,
+            | UpstreamError::VersionRejected { .. }
+            | UpstreamError::Auth { .. } => true,
             UpstreamError::Exhausted { last, .. } => last.needs_attention(),
             _ => false,
         }
@@ -514,6 +548,7 @@ impl Client {
     ) -> Result<Bytes, UpstreamError> {
         let max_attempts = self.inner.s.max_attempts.max(1);
         let mut attempt = 0;
+        let mut renewed = false;
         loop {
             attempt += 1;
             if self.stopping() {
@@ -532,10 +567,14 @@ impl Client {
                 () = self.stopped(Duration::ZERO) => return Err(UpstreamError::Stopped { endpoint }),
                 () = self.inner.limiter.acquire() => {}
             }
+            let token = match &self.inner.s.credentials {
+                Credentials::Static(t) => t.clone(),
+                Credentials::Managed(src) => src.bearer().await?,
+            };
             self.scope.requests.fetch_add(1, Ordering::Relaxed);
             let t = std::time::Instant::now();
             let result = tokio::select! {
-                r = self.once(endpoint, build()) => r,
+                r = self.once(endpoint, build(), &token) => r,
                 () = self.stopped(STOP_GRACE) => Err(UpstreamError::Stopped { endpoint }),
             };
             tracing::debug!(
@@ -549,6 +588,18 @@ impl Client {
                 Ok(body) => return Ok(body),
                 Err(e) => e,
             };
+            // An OAuth token HighLevel calls invalid or expired is renewed once, and the
+            // request sent again at once (a missing scope is not the token's fault).
+            if let (Credentials::Managed(src), UpstreamError::Unauthorized { .. }, false) =
+                (&self.inner.s.credentials, &err, renewed)
+                && !err.is_scope_refusal()
+            {
+                renewed = true;
+                tracing::debug!(endpoint, "token refused (401): renewing it once");
+                src.refused(token).await?;
+                attempt -= 1;
+                continue;
+            }
             if matches!(err, UpstreamError::RateLimited { .. }) {
                 self.scope.rate_limited.fetch_add(1, Ordering::Relaxed);
                 self.inner.limiter.pause(self.inner.limiter.interval());
@@ -587,9 +638,10 @@ impl Client {
         &self,
         endpoint: &'static str,
         rb: reqwest::RequestBuilder,
+        token: &SecretString,
     ) -> Result<Bytes, UpstreamError> {
         let s = &self.inner.s;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", s.token.expose_secret()))
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
             .map_err(|_| UpstreamError::Unauthorized {
                 endpoint,
                 location: s.location_id.clone(),

@@ -76,7 +76,9 @@ pub fn mock_settings(server: &MockServer) -> ClientSettings {
         base_url: server.uri().parse().unwrap(),
         api_version: "2021-07-28".into(),
         location_id: "loc1".into(),
-        token: SecretString::from("secret-token".to_string()),
+        credentials: ghl_mirror::upstream::Credentials::Static(SecretString::from(
+            "secret-token".to_string(),
+        )),
         timeout: Duration::from_secs(2),
         burst_max: 100,
         interval: Duration::from_secs(10),

@@ -4,7 +4,7 @@ use ghl_mirror::model::{Outcome, StreamState};
 use ghl_mirror::sandbox::{LocationSeed, Sandbox, SandboxConfig};
 use ghl_mirror::store::Store;
 use ghl_mirror::sync::{Observer, SyncEvent, SyncOptions, SyncReport, sync_contacts};
-use ghl_mirror::upstream::{Client, ClientSettings};
+use ghl_mirror::upstream::{Client, ClientSettings, Credentials};
 use secrecy::SecretString;
 use serde_json::Value;
 use std::sync::Arc;
@@ -53,12 +53,14 @@ pub async fn kit_with(config: SandboxConfig) -> Kit {
 }
 
 impl Kit {
-    pub fn settings(&self, location: &str, token: &str) -> ClientSettings {
+    /// Client settings for `location` of `sandbox` (fast retries, no client-side pacing),
+    /// with a placeholder token to replace.
+    pub fn settings_for(sandbox: &Sandbox, location: &str) -> ClientSettings {
         ClientSettings {
-            base_url: self.sandbox.base_url().parse().unwrap(),
+            base_url: sandbox.base_url().parse().unwrap(),
             api_version: "2021-07-28".into(),
             location_id: location.into(),
-            token: SecretString::from(token.to_string()),
+            credentials: Credentials::Static(SecretString::from(String::new())),
             timeout: Duration::from_secs(5),
             burst_max: 100_000,
             interval: Duration::from_secs(10),
@@ -67,6 +69,13 @@ impl Kit {
             max_attempts: 8,
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(20),
+        }
+    }
+
+    pub fn settings(&self, location: &str, token: &str) -> ClientSettings {
+        ClientSettings {
+            credentials: Credentials::Static(SecretString::from(token.to_string())),
+            ..Self::settings_for(&self.sandbox, location)
         }
     }
 

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests assert by unwrapping
 
+mod auth;
 mod cli;
 mod errors;
 mod kit;
