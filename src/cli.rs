@@ -5,7 +5,7 @@
 //! 3 partial (a run stopped early on purpose: quota reserve or signal; the next run continues;
 //! or it was skipped because another run of the same location holds its lock).
 
-use crate::config::{Config, LocationConfig, ProcessEnv, Strategy, UpstreamConfig};
+use crate::config::{Config, LocationConfig, ProcessEnv, Strategy};
 use crate::daemon::{Job, StreamOptions, run_daemon, run_job};
 use crate::model::{Outcome, iso_from_ms, ms_from_iso, now_ms};
 use crate::output::Format;
@@ -314,15 +314,16 @@ pub fn stream_options(config: &Config, force_full: bool) -> StreamOptions {
 /// A client for one location from the config (`tokens`: the OAuth token manager, when the
 /// config has an `[oauth]` section).
 pub fn client_for(
-    up: &UpstreamConfig,
+    config: &Config,
     loc: &LocationConfig,
     tokens: Option<&Arc<crate::auth::Tokens>>,
 ) -> Result<Client> {
+    let up = &config.upstream;
     Ok(Client::new(ClientSettings {
         base_url: up.base_url.clone(),
         api_version: up.api_version.clone(),
         location_id: loc.id.clone(),
-        credentials: auth::credentials(loc, tokens)?,
+        credentials: auth::credentials(loc, tokens, &config.required_scopes())?,
         timeout: up.timeout,
         burst_max: up.burst_max,
         interval: up.interval,
@@ -412,7 +413,7 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
     let mut refused = false;
     for loc in &locations {
         // A location that cannot be authorized is reported; the others still sync.
-        let client = match client_for(&config.upstream, loc, tokens.as_ref()) {
+        let client = match client_for(config, loc, tokens.as_ref()) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("location {}: not synced: {e:#}", loc.id);
@@ -514,7 +515,7 @@ async fn run_daemon_cmd(config: &Config, a: &DaemonArgs) -> Result<ExitCode> {
     let store = open_store(&config.database)?;
     let mut clients = Vec::new();
     for l in &locations {
-        match client_for(&config.upstream, l, tokens.as_ref()) {
+        match client_for(config, l, tokens.as_ref()) {
             Ok(c) => {
                 store.ensure_location(&l.id, l.name.as_deref())?;
                 clients.push(c);
@@ -925,7 +926,7 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
         &DemoEnv(loc.token.clone()),
     )?;
     let store = open_store(&config.database)?;
-    let client = client_for(&config.upstream, &config.locations[0], None)?;
+    let client = client_for(&config, &config.locations[0], None)?;
     println!("   mirror file: {}", db.display());
 
     let run = |full: bool| {

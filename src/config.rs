@@ -122,6 +122,16 @@ impl Config {
 /// The scope without which no location can be mirrored.
 pub const REQUIRED_SCOPE: &str = "contacts.readonly";
 
+impl Config {
+    /// The scopes an OAuth location's grant must have for the enabled features to start (the
+    /// others in [`Config::wanted_scopes`] are optional: their feature is skipped with a
+    /// warning). Reading needs `contacts.readonly`; a feature that writes to HighLevel adds
+    /// `contacts.write` here, so that it refuses to start without it.
+    pub fn required_scopes(&self) -> Vec<&'static str> {
+        vec![REQUIRED_SCOPE]
+    }
+}
+
 /// The local HTTP API (`ghl-mirror serve`).
 #[derive(Clone, Debug)]
 pub struct ServeConfig {

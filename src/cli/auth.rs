@@ -4,7 +4,7 @@
 use crate::auth::{
     AuthSettings, Grant, GrantKind, TokenStore, Tokens, company_subject, location_subject,
 };
-use crate::config::{Config, LocationAuth, LocationConfig, REQUIRED_SCOPE};
+use crate::config::{Config, LocationAuth, LocationConfig};
 use crate::model::{iso_from_ms, now_ms};
 use crate::upstream::Credentials;
 use crate::upstream::oauth::{OAuthApp, UserType};
@@ -103,8 +103,13 @@ pub async fn locations(
     Ok(out)
 }
 
-/// How `loc`'s requests are authorized. An OAuth location must have its required scope.
-pub fn credentials(loc: &LocationConfig, tokens: Option<&Arc<Tokens>>) -> Result<Credentials> {
+/// How `loc`'s requests are authorized. An OAuth location's grant must have every scope of
+/// `required` ([`Config::required_scopes`]).
+pub fn credentials(
+    loc: &LocationConfig,
+    tokens: Option<&Arc<Tokens>>,
+    required: &[&str],
+) -> Result<Credentials> {
     let t = match (&loc.auth, tokens) {
         (LocationAuth::Private { token, .. }, _) => return Ok(Credentials::Static(token.clone())),
         (_, Some(t)) => t,
@@ -116,13 +121,20 @@ pub fn credentials(loc: &LocationConfig, tokens: Option<&Arc<Tokens>>) -> Result
     if let Some(g) = t.store().get(&location_subject(&loc.id))?
         && g.kind != GrantKind::Minted
         && !g.scopes.is_empty()
-        && !g.scopes.iter().any(|s| s == REQUIRED_SCOPE)
     {
-        bail!(
-            "location {}: its OAuth grant lacks the {REQUIRED_SCOPE} scope (it has: {}); add {REQUIRED_SCOPE} to the app's scopes and run `ghl-mirror auth login` again",
-            loc.id,
-            g.scopes.join(" ")
-        );
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|r| !g.scopes.iter().any(|s| s == r))
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "location {}: its OAuth grant lacks the {} scope (it has: {}); add it to the app's scopes and run `ghl-mirror auth login` again",
+                loc.id,
+                missing.join(" and "),
+                g.scopes.join(" ")
+            );
+        }
     }
     Ok(Credentials::Managed(t.source(&loc.id)))
 }

@@ -446,3 +446,30 @@ async fn an_agency_login_mints_location_tokens_for_every_installed_location_and_
         assert_no_secrets(o, &secrets_of(&store, &[]));
     }
 }
+
+#[tokio::test]
+async fn a_grant_without_the_contacts_scope_is_refused_with_the_scope_to_add() {
+    let k = sandbox(&[10, 12]).await;
+    let locations = format!(
+        "[[locations]]\nid = \"{LOC}\"\nauth = \"oauth\"\n[[locations]]\nid = \"{LOC2}\"\nauth = \"oauth\"\n"
+    );
+    let cfg = oauth_config(k.dir.path(), &k.sandbox.base_url(), "", &locations);
+    let store = TokenStore::open(&k.dir.path().join("mirror.db.tokens")).unwrap();
+    let mut g = seed_grant(&k.sandbox, &store, LOC, 86_000_000);
+    g.scopes = vec!["businesses.readonly".into()];
+    store.put(&g).unwrap();
+    seed_grant(&k.sandbox, &store, LOC2, 86_000_000);
+    let out = run(ghl(&cfg, &["sync"])).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("lacks the contacts.readonly scope") && stderr.contains("auth login"),
+        "{stderr}"
+    );
+    assert_eq!(
+        k.count(&format!(
+            "SELECT COUNT(*) FROM contacts WHERE location_id = '{LOC2}'"
+        )),
+        12
+    );
+}
