@@ -8,7 +8,11 @@
 //!   HighLevel's JSON.
 //! - `store`    SQLite: open + migrate (`migrations/`), page commits with their cursor,
 //!   tombstones, run history, read queries (`store::read` compiles a `ContactQuery` to SQL and
-//!   runs full-text search; `store::listing` streams tasks, notes and appointments).
+//!   runs full-text search; `store::listing` streams tasks, notes and appointments);
+//!   `store::tokens` is the OAuth token store, a separate owner-only file.
+//! - `auth`     OAuth tokens that never lock the user out: refresh single-flight across tasks
+//!   and processes, durable before use, crash recovery, agency-minted location tokens; it
+//!   implements `upstream::TokenSource`.
 //! - `sync`     the engines: contacts (plans full / incremental / legacy sweeps, walks search from
 //!   both ends, commits page by page, reconciles deletes), sub-resources (tasks, notes,
 //!   appointments within a request budget) and businesses.
@@ -21,7 +25,9 @@
 //!   (`cli::query`: the read commands `contacts`, `tasks`, `notes`, `appointments`, `export`).
 //!
 //! # Architecture invariants
-//! - Dependencies point one way: `upstream` and `store` know `model` only; `sync` uses both;
+//! - Dependencies point one way: `upstream` and `store` know `model` only; `sync` and `auth`
+//!   use both (`upstream` gets its OAuth tokens through the `TokenSource` trait, so it never
+//!   knows `auth`);
 //!   `serve` reads `store` (never `upstream`: the local API makes no upstream calls); only `cli`
 //!   knows everything. `sandbox` knows nothing of the rest (it is the other side of
 //!   the wire, with its own copy of HighLevel's shapes).

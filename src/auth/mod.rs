@@ -16,9 +16,7 @@
 //! Location tokens of an agency install are minted from the agency token
 //! (`POST /oauth/locationToken`) and minted again when they expire.
 
-pub mod store;
-
-pub use store::{Grant, GrantKind, TokenStore, TokenStoreError};
+pub use crate::store::tokens::{Grant, GrantKind, TokenStore, TokenStoreError};
 
 use crate::model::{iso_from_ms, now_ms};
 use crate::upstream::oauth::{InstalledLocation, OAuthApp, OAuthError, TokenGrant, UserType};
@@ -28,7 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The OAuth side of the config.
 #[derive(Clone, Debug)]
@@ -79,9 +77,29 @@ pub struct Tokens {
     store: TokenStore,
     settings: Option<AuthSettings>,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The last grant read or written per subject: requests use it while it is not due, so
+    /// the token store is read only around renewals (an access token stays valid until it
+    /// expires, whoever refreshed since).
+    cache: Mutex<HashMap<String, Grant>>,
+    /// Renewals that failed without an answer (or with a refusal that is not the grant's
+    /// fault), per subject: the next attempt waits, so a token endpoint that is down is not
+    /// asked again by every request.
+    failures: Mutex<HashMap<String, Failure>>,
     failpoint: Option<String>,
     refreshes: std::sync::atomic::AtomicU64,
 }
+
+#[derive(Clone, Debug)]
+struct Failure {
+    at: Instant,
+    retry_at: Instant,
+    count: u32,
+    message: String,
+}
+
+/// The first wait after a failed renewal; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,12 +109,18 @@ impl std::fmt::Debug for Tokens {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Tokens {
     pub fn new(store: TokenStore, settings: Option<AuthSettings>) -> Tokens {
         Tokens {
             store,
             settings,
             flights: Mutex::default(),
+            cache: Mutex::default(),
+            failures: Mutex::default(),
             failpoint: std::env::var(FAILPOINT_ENV).ok(),
             refreshes: Default::default(),
         }
@@ -138,27 +162,75 @@ impl Tokens {
         }
     }
 
+    /// Reads `subject` from the store, remembering it.
+    fn load(&self, subject: &str) -> Result<Option<Grant>, AuthError> {
+        let g = self.store.get(subject)?;
+        if let Some(g) = &g {
+            lock(&self.cache).insert(subject.to_string(), g.clone());
+        }
+        Ok(g)
+    }
+
+    /// Stores `g` durably (then remembers it).
+    fn save(&self, g: &Grant) -> Result<(), AuthError> {
+        self.store.put(g)?;
+        lock(&self.cache).insert(g.subject.clone(), g.clone());
+        lock(&self.failures).remove(&g.subject);
+        Ok(())
+    }
+
+    /// Whether `g` should be renewed now: it can be, and it is within the margin of its
+    /// expiry, or a refresh of it was interrupted.
+    fn due(&self, g: &Grant, now: i64) -> bool {
+        let renewable = g.reauth.is_none() && (g.kind == GrantKind::Minted || g.refresh.is_some());
+        renewable
+            && (now >= g.access_expires_ms - self.margin_ms(g) || g.refresh_started_ms.is_some())
+    }
+
     /// The access token to use now for `subject`, renewed first when it is about to expire.
     pub async fn bearer(&self, subject: &str) -> Result<SecretString, AuthError> {
         let now = now_ms();
-        let Some(g) = self.store.get(subject)? else {
+        let cached = lock(&self.cache).get(subject).cloned();
+        if let Some(g) = cached
+            && !self.due(&g, now)
+            && now < g.access_expires_ms
+        {
+            return Ok(g.access);
+        }
+        let Some(g) = self.load(subject)? else {
             return self.renew(subject, None).await.map(|g| g.access);
         };
-        let due = g.kind == GrantKind::Minted && g.reauth.is_none()
-            || g.refresh.is_some() && g.reauth.is_none();
-        if due
-            && (now >= g.access_expires_ms - self.margin_ms(&g) || g.refresh_started_ms.is_some())
-        {
-            match self.renew(subject, Some(g.generation)).await {
+        if self.due(&g, now) {
+            let backoff = self.backing_off(subject);
+            let backing_off = backoff.is_some();
+            let renewed = match backoff {
+                None => self.renew(subject, Some(g.generation)).await,
+                Some(f) => Err(AuthError::Unavailable(OAuthError::Unavailable {
+                    endpoint: "POST /oauth/token",
+                    detail: format!(
+                        "renewing the token of {subject} failed {} time(s), last: {}; next attempt in {} s",
+                        f.count,
+                        f.message,
+                        f.retry_at
+                            .saturating_duration_since(Instant::now())
+                            .as_secs()
+                    ),
+                })),
+            };
+            match renewed {
                 Ok(new) => return Ok(new.access),
-                // The old token still works: use it, the grant is flagged for a person.
+                // The current token still works: use it (the grant is flagged, or the
+                // renewal is retried after its backoff).
                 Err(e) if now < g.access_expires_ms && !matches!(e, AuthError::Store(_)) => {
-                    tracing::warn!(subject, error = %e, "cannot renew the token; using the current one until it expires");
+                    if !backing_off {
+                        tracing::warn!(subject, error = %e, "cannot renew the token; using the current one until it expires");
+                    }
                 }
                 Err(e) => return Err(e),
             }
         }
         if now >= g.access_expires_ms {
+            let g = self.load(subject)?.unwrap_or(g);
             return Err(AuthError::Reauthorize {
                 subject: subject.to_string(),
                 message: g.reauth.clone().unwrap_or_else(|| {
@@ -178,7 +250,7 @@ impl Tokens {
         subject: &str,
         used: &SecretString,
     ) -> Result<SecretString, AuthError> {
-        match self.store.get(subject)? {
+        match self.load(subject)? {
             Some(g) if g.access.expose_secret() != used.expose_secret() => Ok(g.access),
             Some(g) => self
                 .renew(subject, Some(g.generation))
@@ -198,8 +270,38 @@ impl Tokens {
     }
 
     fn flight(&self, subject: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut f = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-        f.entry(subject.to_string()).or_default().clone()
+        lock(&self.flights)
+            .entry(subject.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The failed renewal of `subject` whose backoff has not run out.
+    fn backing_off(&self, subject: &str) -> Option<Failure> {
+        lock(&self.failures)
+            .get(subject)
+            .filter(|f| Instant::now() < f.retry_at)
+            .cloned()
+    }
+
+    /// Records a failed renewal of `subject` and returns `e`.
+    fn failed(&self, subject: &str, e: AuthError) -> AuthError {
+        let mut failures = lock(&self.failures);
+        let count = failures.get(subject).map_or(0, |f| f.count) + 1;
+        let wait = FIRST_BACKOFF
+            .saturating_mul(1 << (count - 1).min(10))
+            .min(MAX_BACKOFF);
+        let now = Instant::now();
+        failures.insert(
+            subject.to_string(),
+            Failure {
+                at: now,
+                retry_at: now + wait,
+                count,
+                message: e.to_string(),
+            },
+        );
+        e
     }
 
     /// The file lock that makes one process at a time renew `subject`.
@@ -230,17 +332,25 @@ impl Tokens {
     }
 
     /// Renews `subject` unless someone else did since `seen` (its generation then): refreshes
-    /// its refresh token, or mints a location token from the agency grant.
+    /// its refresh token, or mints a location token from the agency grant. A renewal that
+    /// failed while this one waited for the locks is not tried again at once.
     async fn renew(&self, subject: &str, seen: Option<i64>) -> Result<Grant, AuthError> {
+        let asked = Instant::now();
         let flight = self.flight(subject);
         let _in_process = flight.lock().await;
         let _across = self.cross_process(subject).await?;
-        let current = self.store.get(subject)?;
+        let current = self.load(subject)?;
         if let Some(g) = &current
             && Some(g.generation) != seen
             && now_ms() < g.access_expires_ms - self.margin_ms(g)
         {
             return Ok(g.clone());
+        }
+        if let Some(f) = lock(&self.failures).get(subject).filter(|f| f.at > asked) {
+            return Err(AuthError::Unavailable(OAuthError::Unavailable {
+                endpoint: "POST /oauth/token",
+                detail: format!("renewing the token of {subject} just failed: {}", f.message),
+            }));
         }
         match current {
             Some(g) if g.kind != GrantKind::Minted => self.refresh(g).await,
@@ -273,26 +383,45 @@ impl Tokens {
             Ok(new) => {
                 self.fail_at("refresh-received");
                 let next = next_grant(&g, new, g.kind);
-                self.store.put(&next)?;
+                self.save(&next)?;
                 self.fail_at("refresh-persisted");
                 tracing::info!(subject = %g.subject, expires = %iso_from_ms(next.access_expires_ms), "access token refreshed");
                 Ok(next)
             }
+            // 400 is HighLevel's answer about the grant itself ("Invalid grant", "Location is
+            // not active"): only a person can fix that.
             Err(OAuthError::Refused {
-                message, status, ..
+                message,
+                status: 400,
+                ..
             }) => {
                 let why = match interrupted {
                     Some(at) => format!(
-                        "a refresh started at {} did not finish (the process stopped, or the answer was lost) and HighLevel now refuses the refresh token it replaced ({status}: {message})",
+                        "a refresh started at {} did not finish (the process stopped, or the answer was lost) and HighLevel now refuses the refresh token it replaced (400: {message})",
                         iso_from_ms(at)
                     ),
-                    None => format!("HighLevel refused its refresh token ({status}: {message})"),
+                    None => format!("HighLevel refused its refresh token (400: {message})"),
                 };
                 Err(self.flag(&g, why)?)
             }
+            // Any other refusal (401 for the app's client id or secret, 422 for the request)
+            // happened before HighLevel looked at the refresh token: it is still the good one.
+            Err(OAuthError::Refused {
+                status, message, ..
+            }) => {
+                self.store.clear_refresh_started(&g.subject)?;
+                lock(&self.cache).remove(&g.subject);
+                Err(self.failed(
+                    &g.subject,
+                    AuthError::NotConfigured(format!(
+                        "HighLevel refused to refresh {} ({status}: {message}); check oauth.client_id and the client secret (oauth.client_secret_env): the stored tokens are kept and used again once the app's credentials are right",
+                        g.subject
+                    )),
+                ))
+            }
             // Unknown whether HighLevel rotated: the mark stays, and the next attempt (with
             // the same refresh token) finds out.
-            Err(e) => Err(AuthError::Unavailable(e)),
+            Err(e) => Err(self.failed(&g.subject, AuthError::Unavailable(e))),
         }
     }
 
@@ -312,14 +441,16 @@ impl Tokens {
             login_hint(g)
         );
         tracing::error!(subject = %g.subject, "{message}");
-        self.store.mark_reauth(&g.subject, &message)?;
+        self.store.mark_reauth(&g.subject, g.generation, &message)?;
+        lock(&self.cache).remove(&g.subject);
         Ok(AuthError::Reauthorize {
             subject: g.subject.clone(),
             message,
         })
     }
 
-    /// Mints a location token from the agency grant (`subject` is `location:<id>`).
+    /// Mints a location token from the agency grant (`subject` is `location:<id>`). An agency
+    /// token HighLevel calls invalid is renewed once and the mint tried again.
     async fn mint(&self, subject: &str, current: Option<Grant>) -> Result<Grant, AuthError> {
         let settings = self.app()?;
         let location = subject.strip_prefix("location:").unwrap_or(subject);
@@ -333,27 +464,37 @@ impl Tokens {
             });
         };
         let company = company_subject(&agency.company_id);
-        let agency_token = Box::pin(self.bearer(&company)).await?;
-        self.refreshes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let minted = settings
-            .app
-            .location_token(&agency_token, &agency.company_id, location)
-            .await;
-        let new = match minted {
-            Ok(new) => new,
-            Err(OAuthError::Refused {
-                status, message, ..
-            }) => {
-                return Err(AuthError::Reauthorize {
-                    subject: subject.to_string(),
-                    message: format!(
-                        "HighLevel refused a location token for {location} from agency {} ({status}: {message}); check that the app is installed in this location (`ghl-mirror auth status`)",
-                        agency.company_id
-                    ),
-                });
+        let mut agency_token = Box::pin(self.bearer(&company)).await?;
+        let mut retried = false;
+        let new = loop {
+            self.refreshes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match settings
+                .app
+                .location_token(&agency_token, &agency.company_id, location)
+                .await
+            {
+                Ok(new) => break new,
+                Err(OAuthError::Refused { status: 401, .. }) if !retried => {
+                    retried = true;
+                    agency_token = Box::pin(self.refused(&company, &agency_token)).await?;
+                }
+                Err(OAuthError::Refused {
+                    status, message, ..
+                }) => {
+                    return Err(self.failed(
+                        subject,
+                        AuthError::Reauthorize {
+                            subject: subject.to_string(),
+                            message: format!(
+                                "HighLevel refused a location token for {location} from agency {} ({status}: {message}); check that the app is installed in this location and that the agency grant has the oauth.write scope (`ghl-mirror auth status`)",
+                                agency.company_id
+                            ),
+                        },
+                    ));
+                }
+                Err(e) => return Err(self.failed(subject, AuthError::Unavailable(e))),
             }
-            Err(e) => return Err(AuthError::Unavailable(e)),
         };
         let base = current.unwrap_or_else(|| Grant {
             subject: subject.to_string(),
@@ -371,7 +512,7 @@ impl Tokens {
         });
         let mut next = next_grant(&base, new, GrantKind::Minted);
         next.company_id = Some(agency.company_id.clone());
-        self.store.put(&next)?;
+        self.save(&next)?;
         tracing::info!(subject, expires = %iso_from_ms(next.access_expires_ms), "location token minted from the agency token");
         Ok(next)
     }
@@ -409,6 +550,11 @@ impl Tokens {
                 "HighLevel's token answer has no refresh_token; without it the grant would stop working in a day".into(),
             ));
         }
+        // A renewal of the same grant in flight (a sync of this location) finishes first, and
+        // its result is replaced; the new generation tells it apart.
+        let flight = self.flight(&subject);
+        let _in_process = flight.lock().await;
+        let _across = self.cross_process(&subject).await?;
         let previous = self.store.get(&subject)?;
         let base = Grant {
             subject: subject.clone(),
@@ -425,7 +571,7 @@ impl Tokens {
             reauth: None,
         };
         let g = next_grant(&base, new, kind);
-        self.store.put(&g)?;
+        self.save(&g)?;
         Ok(g)
     }
 

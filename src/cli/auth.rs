@@ -87,10 +87,16 @@ pub async fn locations(
     if !o.discover {
         return Ok(out);
     }
-    let installed = t
-        .installed_locations()
-        .await
-        .context("cannot discover the agency's installed locations (oauth.discover)")?;
+    // Without discovery the configured locations still sync.
+    let installed = match t.installed_locations().await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "cannot discover the agency's installed locations (oauth.discover): {e}; syncing the configured locations only"
+            );
+            return Ok(out);
+        }
+    };
     for l in installed {
         if !out.iter().any(|c| c.id == l.id) {
             out.push(LocationConfig {
@@ -119,7 +125,6 @@ pub fn credentials(
         ),
     };
     if let Some(g) = t.store().get(&location_subject(&loc.id))?
-        && g.kind != GrantKind::Minted
         && !g.scopes.is_empty()
     {
         let missing: Vec<&str> = required
@@ -129,10 +134,20 @@ pub fn credentials(
             .collect();
         if !missing.is_empty() {
             bail!(
-                "location {}: its OAuth grant lacks the {} scope (it has: {}); add it to the app's scopes and run `ghl-mirror auth login` again",
+                "location {}: its OAuth {} lacks the {} scope (it has: {}); add it to the app's scopes and run `ghl-mirror auth login{}` again",
                 loc.id,
+                if g.kind == GrantKind::Minted {
+                    "token (minted from the agency grant)"
+                } else {
+                    "grant"
+                },
                 missing.join(" and "),
-                g.scopes.join(" ")
+                g.scopes.join(" "),
+                if g.kind == GrantKind::Minted {
+                    " --agency"
+                } else {
+                    ""
+                }
             );
         }
     }
@@ -297,8 +312,9 @@ async fn bind_redirect(redirect: &Url) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("cannot listen on {addr} for the OAuth redirect (oauth.redirect_uri); is another `auth login` running?"))
 }
 
-/// The code of a redirect (`?code=..&state=..`), after checking its state.
-fn code_of(query: &[(String, String)], state: &str) -> Result<String> {
+/// The code of a redirect (`?code=..&state=..`), after checking its state (which a redirect to
+/// the listener must carry: any local process could send one).
+fn code_of(query: &[(String, String)], state: &str, state_required: bool) -> Result<String> {
     let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     if let Some(e) = get("error") {
         bail!(
@@ -309,6 +325,9 @@ fn code_of(query: &[(String, String)], state: &str) -> Result<String> {
     match get("state") {
         Some(s) if s != state => bail!(
             "the redirect's state does not match this login (another login's redirect, or a forged one); run `ghl-mirror auth login` again"
+        ),
+        None if state_required => bail!(
+            "the redirect carries no state, so it cannot be told from a forged one; run `ghl-mirror auth login` again"
         ),
         _ => {}
     }
@@ -351,7 +370,7 @@ async fn receive_code(
     let _ = stop_tx.send(());
     let _ = server.await;
     match got {
-        Ok(Some(q)) => code_of(&q, state),
+        Ok(Some(q)) => code_of(&q, state, true),
         Ok(None) => bail!("the redirect listener stopped"),
         Err(_) => bail!(
             "no redirect from HighLevel within {}; run `ghl-mirror auth login` again (or with --paste)",
@@ -374,7 +393,11 @@ fn pasted_code(state: &str) -> Result<String> {
         );
     }
     match Url::parse(line) {
-        Ok(u) => code_of(&u.query_pairs().into_owned().collect::<Vec<_>>(), state),
+        Ok(u) => code_of(
+            &u.query_pairs().into_owned().collect::<Vec<_>>(),
+            state,
+            true,
+        ),
         Err(_) => Ok(line.to_string()),
     }
 }
@@ -528,13 +551,13 @@ mod tests {
 
     #[test]
     fn a_redirect_gives_its_code_only_with_this_logins_state() {
-        assert_eq!(
-            code_of(&q(&[("code", "c1"), ("state", "s")]), "s").unwrap(),
-            "c1"
-        );
-        assert!(code_of(&q(&[("code", "c1"), ("state", "other")]), "s").is_err());
-        assert!(code_of(&q(&[("state", "s")]), "s").is_err());
-        let e = code_of(&q(&[("error", "access_denied")]), "s").unwrap_err();
+        let ok = q(&[("code", "c1"), ("state", "s")]);
+        assert_eq!(code_of(&ok, "s", true).unwrap(), "c1");
+        assert!(code_of(&q(&[("code", "c1"), ("state", "other")]), "s", true).is_err());
+        assert!(code_of(&q(&[("code", "c1")]), "s", true).is_err());
+        assert_eq!(code_of(&q(&[("code", "c1")]), "s", false).unwrap(), "c1");
+        assert!(code_of(&q(&[("state", "s")]), "s", true).is_err());
+        let e = code_of(&q(&[("error", "access_denied")]), "s", true).unwrap_err();
         assert!(e.to_string().contains("access_denied"));
     }
 }

@@ -18,6 +18,7 @@ mod listing;
 mod lock;
 mod read;
 mod records;
+pub mod tokens;
 pub use listing::{
     AppointmentFilter, AppointmentRow, NoteFilter, NoteOrder, NoteRow, TaskFilter, TaskRow,
 };

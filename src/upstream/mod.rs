@@ -567,15 +567,23 @@ impl Client {
                 () = self.stopped(Duration::ZERO) => return Err(UpstreamError::Stopped { endpoint }),
                 () = self.inner.limiter.acquire() => {}
             }
-            let token = match &self.inner.s.credentials {
-                Credentials::Static(t) => t.clone(),
-                Credentials::Managed(src) => src.bearer().await?,
+            // A token that cannot be had now (the token endpoint is down) is retried like a
+            // failed request.
+            let bearer = match &self.inner.s.credentials {
+                Credentials::Static(t) => Ok(t.clone()),
+                Credentials::Managed(src) => src.bearer().await,
             };
-            self.scope.requests.fetch_add(1, Ordering::Relaxed);
             let t = std::time::Instant::now();
-            let result = tokio::select! {
-                r = self.once(endpoint, build(), &token) => r,
-                () = self.stopped(STOP_GRACE) => Err(UpstreamError::Stopped { endpoint }),
+            let (token, result) = match bearer {
+                Ok(token) => {
+                    self.scope.requests.fetch_add(1, Ordering::Relaxed);
+                    let r = tokio::select! {
+                        r = self.once(endpoint, build(), &token) => r,
+                        () = self.stopped(STOP_GRACE) => Err(UpstreamError::Stopped { endpoint }),
+                    };
+                    (Some(token), r)
+                }
+                Err(e) => (None, Err(e)),
             };
             tracing::debug!(
                 endpoint,
@@ -590,13 +598,13 @@ impl Client {
             };
             // An OAuth token HighLevel calls invalid or expired is renewed once, and the
             // request sent again at once (a missing scope is not the token's fault).
-            if let (Credentials::Managed(src), UpstreamError::Unauthorized { .. }, false) =
-                (&self.inner.s.credentials, &err, renewed)
+            if let (Credentials::Managed(src), UpstreamError::Unauthorized { .. }, false, Some(t)) =
+                (&self.inner.s.credentials, &err, renewed, token)
                 && !err.is_scope_refusal()
             {
                 renewed = true;
                 tracing::debug!(endpoint, "token refused (401): renewing it once");
-                src.refused(token).await?;
+                src.refused(t).await?;
                 attempt -= 1;
                 continue;
             }

@@ -81,27 +81,6 @@ pub enum OAuthError {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireGrant {
-    #[serde(rename = "access_token")]
-    access_token: String,
-    #[serde(rename = "refresh_token", default)]
-    refresh_token: Option<String>,
-    #[serde(rename = "expires_in")]
-    expires_in: f64,
-    #[serde(default)]
-    scope: Option<String>,
-    #[serde(default)]
-    user_type: Option<String>,
-    #[serde(default)]
-    location_id: Option<String>,
-    #[serde(default)]
-    company_id: Option<String>,
-    #[serde(default)]
-    user_id: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct WireInstalled {
     locations: Vec<WireInstalledLocation>,
     #[serde(default)]
@@ -125,6 +104,8 @@ impl OAuthApp {
     fn client(&self) -> Result<reqwest::Client, OAuthError> {
         reqwest::Client::builder()
             .timeout(self.timeout)
+            // A redirect would send the client secret and the refresh token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ghl-mirror/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| OAuthError::Unavailable {
@@ -320,34 +301,65 @@ fn json_problem(e: &serde_json::Error) -> String {
     text
 }
 
+/// Used when a token answer's `expires_in` cannot be read: HighLevel's tokens last a day, and
+/// an hour makes the mirror renew early rather than late.
+const ASSUMED_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Reads a token answer loosely: once HighLevel has answered 200 to a refresh, the old refresh
+/// token is spent, so a pair that arrived is kept even when other fields are not as the spec
+/// says (`expires_in` as a string, `scope` as a list).
 fn grant(endpoint: &'static str, body: &[u8]) -> Result<TokenGrant, OAuthError> {
-    let w: WireGrant = serde_json::from_slice(body).map_err(|e| OAuthError::Malformed {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| OAuthError::Malformed {
         endpoint,
         detail: json_problem(&e),
     })?;
-    if w.access_token.trim().is_empty() || !w.expires_in.is_finite() || w.expires_in <= 0.0 {
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    };
+    let Some(access) = text("access_token") else {
         return Err(OAuthError::Malformed {
             endpoint,
-            detail: "access_token is empty or expires_in is not a positive number".into(),
+            detail: "the answer has no access_token".into(),
         });
+    };
+    let expires_in = match v.get("expires_in") {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
     }
-    Ok(TokenGrant {
-        access_token: SecretString::from(w.access_token),
-        refresh_token: w
-            .refresh_token
-            .filter(|t| !t.trim().is_empty())
-            .map(SecretString::from),
-        expires_in: Duration::from_secs_f64(w.expires_in.min(10.0 * 365.0 * 86_400.0)),
-        scopes: w
-            .scope
-            .unwrap_or_default()
-            .split_whitespace()
+    .filter(|s| s.is_finite() && *s > 0.0)
+    .map_or_else(
+        || {
+            tracing::warn!(
+                endpoint,
+                "the token answer's expires_in is missing or not a number; assuming an hour"
+            );
+            ASSUMED_LIFETIME
+        },
+        |s| Duration::from_secs_f64(s.min(10.0 * 365.0 * 86_400.0)),
+    );
+    let scopes = match v.get("scope") {
+        Some(serde_json::Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(serde_json::Value::as_str)
             .map(str::to_string)
             .collect(),
-        user_type: w.user_type,
-        location_id: w.location_id,
-        company_id: w.company_id,
-        user_id: w.user_id,
+        _ => Vec::new(),
+    };
+    Ok(TokenGrant {
+        access_token: SecretString::from(access),
+        refresh_token: text("refresh_token").map(SecretString::from),
+        expires_in,
+        scopes,
+        user_type: text("userType"),
+        location_id: text("locationId"),
+        company_id: text("companyId"),
+        user_id: text("userId"),
     })
 }
 
@@ -375,12 +387,30 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_grant_names_the_problem_without_values() {
-        let e = grant("t", br#"{"access_token":"AT-1","expires_in":"AT-SECRET"}"#).unwrap_err();
-        assert!(!e.to_string().contains("AT-SECRET"), "{e}");
+    fn a_pair_that_arrived_is_kept_even_when_other_fields_are_off() {
+        let g = grant(
+            "t",
+            br#"{"access_token":"AT","refresh_token":"RT","expires_in":"86399","scope":["a","b"]}"#,
+        )
+        .unwrap();
+        assert_eq!(g.expires_in, Duration::from_secs(86_399));
+        assert_eq!(g.scopes, ["a", "b"]);
+        let g = grant(
+            "t",
+            br#"{"access_token":"AT","refresh_token":"RT","expires_in":"soon"}"#,
+        )
+        .unwrap();
+        assert_eq!(g.expires_in, ASSUMED_LIFETIME);
+        assert_eq!(g.refresh_token.unwrap().expose_secret(), "RT");
+    }
+
+    #[test]
+    fn an_answer_without_an_access_token_is_malformed_and_quotes_nothing() {
         let e = grant("t", br#"{"expires_in":5}"#).unwrap_err();
         assert!(e.to_string().contains("access_token"), "{e}");
         assert!(grant("t", br#"{"access_token":"","expires_in":5}"#).is_err());
+        let e = grant("t", br#"{"access_token":"AT-SECRET" "#).unwrap_err();
+        assert!(!e.to_string().contains("AT-SECRET"), "{e}");
     }
 
     #[test]

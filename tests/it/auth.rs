@@ -95,7 +95,11 @@ async fn thirty_two_concurrent_requests_on_an_expiring_token_refresh_it_once() {
     for r in runs {
         r.await.unwrap().unwrap();
     }
-    assert_eq!(k.sandbox.oauth_stats().refresh_grants, 1);
+    // A second refresh would have spent the rotated token: HighLevel would have refused it.
+    let stats = k.sandbox.oauth_stats();
+    assert_eq!((stats.refresh_grants, stats.refused_refreshes), (1, 0));
+    let g = tokens.store().get(&location_subject(LOC)).unwrap().unwrap();
+    assert_eq!((g.generation, g.reauth), (2, None));
 
     // HighLevel says the token expired before its time (401): again exactly one refresh,
     // across two token managers on the same store (two processes).
@@ -472,4 +476,102 @@ async fn a_grant_without_the_contacts_scope_is_refused_with_the_scope_to_add() {
         )),
         12
     );
+}
+
+#[tokio::test]
+async fn a_crash_after_marking_a_refresh_before_sending_it_recovers_without_a_person() {
+    let k = sandbox(&[20]).await;
+    let cfg = oauth_config(k.dir.path(), &k.sandbox.base_url(), "", ONE_OAUTH_LOCATION);
+    let store = TokenStore::open(&k.dir.path().join("mirror.db.tokens")).unwrap();
+    seed_grant(&k.sandbox, &store, LOC, 30 * 60_000);
+    let mut c = ghl(&cfg, &["sync"]);
+    c.env("GHL_MIRROR_FAILPOINT", "refresh-marked");
+    assert!(!run(c).await.status.success());
+    assert_eq!(k.sandbox.oauth_stats().refresh_grants, 0);
+    let out = run(ghl(&cfg, &["sync"])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let g = store.get(&location_subject(LOC)).unwrap().unwrap();
+    assert_eq!(
+        (g.generation, g.refresh_started_ms, g.reauth),
+        (2, None, None)
+    );
+    assert_eq!(k.sandbox.oauth_stats().refresh_grants, 1);
+}
+
+#[tokio::test]
+async fn a_wrong_client_secret_never_flags_the_grant_and_the_right_one_refreshes_it() {
+    let k = sandbox(&[20]).await;
+    let cfg = oauth_config(k.dir.path(), &k.sandbox.base_url(), "", ONE_OAUTH_LOCATION);
+    let store = TokenStore::open(&k.dir.path().join("mirror.db.tokens")).unwrap();
+    seed_grant(&k.sandbox, &store, LOC, 30 * 60_000);
+    // Due for refresh, still valid: the run syncs on the current token.
+    let mut c = ghl(&cfg, &["sync"]);
+    c.env("TEST_CLIENT_SECRET", "not-the-secret");
+    let out = run(c).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let g = store.get(&location_subject(LOC)).unwrap().unwrap();
+    assert_eq!(
+        (g.generation, g.refresh_started_ms, g.reauth.clone()),
+        (1, None, None)
+    );
+    assert!(!text(&out.stderr).contains("not-the-secret"));
+    // Expired: the run fails, naming the app's credentials, and still flags nothing.
+    k.sandbox.expire_access_tokens();
+    let mut expired = g.clone();
+    expired.access_expires_ms = now_ms() - 1;
+    store.put(&expired).unwrap();
+    let mut c = ghl(&cfg, &["sync"]);
+    c.env("TEST_CLIENT_SECRET", "not-the-secret");
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("client secret"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        store
+            .get(&location_subject(LOC))
+            .unwrap()
+            .unwrap()
+            .reauth
+            .is_none()
+    );
+    // The right secret: refreshed, synced.
+    let out = run(ghl(&cfg, &["sync"])).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        store
+            .get(&location_subject(LOC))
+            .unwrap()
+            .unwrap()
+            .generation,
+        2
+    );
+    assert_eq!(
+        k.count("SELECT COUNT(*) FROM contacts WHERE deleted_at IS NULL"),
+        20
+    );
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_is_down_is_not_asked_again_by_every_request() {
+    let k = sandbox(&[20]).await;
+    let store = TokenStore::open(&k.dir.path().join("t.tokens")).unwrap();
+    seed_grant(&k.sandbox, &store, LOC, 30 * 60_000);
+    let mut settings = app(&k.sandbox);
+    // Nothing listens there: every refresh fails to connect.
+    settings.app.base_url = "http://127.0.0.1:9/".parse().unwrap();
+    let tokens = Arc::new(Tokens::new(store, Some(settings)));
+    let c = client(&k.sandbox, &tokens, LOC);
+    for _ in 0..20 {
+        c.search_contacts(&one_page()).await.unwrap();
+    }
+    assert_eq!(tokens.renewals(), 1, "one attempt, then a backoff");
+    let g = tokens.store().get(&location_subject(LOC)).unwrap().unwrap();
+    assert!(
+        g.refresh_started_ms.is_some(),
+        "unknown outcome: the mark stays"
+    );
+    assert!(g.reauth.is_none());
 }

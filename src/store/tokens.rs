@@ -1,4 +1,4 @@
-//! The token store: a small SQLite file of its own beside the mirror (`<database>.tokens`), so
+//! The OAuth token store: a small SQLite file of its own beside the mirror (`<database>.tokens`), so
 //! the mirror itself can be handed to `sqlite3`, Datasette or a BI tool without handing over
 //! tokens. The file (and its journal) is owner-only (0600) and every commit is durable
 //! (`synchronous = FULL`) before a token it holds is used.
@@ -252,13 +252,19 @@ impl TokenStore {
         })
     }
 
-    /// Flags `subject` as needing a person (`why` says what happened and what to run).
-    pub fn mark_reauth(&self, subject: &str, why: &str) -> Result<(), TokenStoreError> {
+    /// Flags `subject` as needing a person (`why` says what happened and what to run), unless
+    /// it was replaced since `generation` (a new login meanwhile is not flagged).
+    pub fn mark_reauth(
+        &self,
+        subject: &str,
+        generation: i64,
+        why: &str,
+    ) -> Result<(), TokenStoreError> {
         self.with(|c| {
             c.execute(
-                "UPDATE grants SET reauth = ?2, refresh_started_ms = NULL, updated_ms = ?3
-                 WHERE subject = ?1",
-                params![subject, why, crate::model::now_ms()],
+                "UPDATE grants SET reauth = ?3, refresh_started_ms = NULL, updated_ms = ?4
+                 WHERE subject = ?1 AND generation = ?2",
+                params![subject, generation, why, crate::model::now_ms()],
             )
             .map(drop)
         })
@@ -364,7 +370,9 @@ mod tests {
         let s = TokenStore::open(&dir.path().join("t.tokens")).unwrap();
         s.put(&grant("location:L1")).unwrap();
         s.mark_refresh_started("location:L1", 5).unwrap();
-        s.mark_reauth("location:L1", "why").unwrap();
+        s.mark_reauth("location:L1", 0, "stale").unwrap();
+        assert!(s.get("location:L1").unwrap().unwrap().reauth.is_none());
+        s.mark_reauth("location:L1", 1, "why").unwrap();
         let g = s.get("location:L1").unwrap().unwrap();
         assert_eq!(
             (g.refresh_started_ms, g.reauth.as_deref()),
