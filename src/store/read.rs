@@ -488,6 +488,9 @@ const CONTACT_BY_ID: &str = "SELECT c.location_id, c.raw, c.fetched_at FROM cont
      LIMIT 1";
 
 /// One page of `q` on `c`.
+/// One page of `q`. The page is chosen on the contacts' keys alone (`pk`, in a subquery), and
+/// only its rows are then read whole: sorting every match with its stored JSON (about 900
+/// bytes each) made a wide date range in the default order cost 240 ms at 1M contacts.
 fn page_on(c: &Connection, q: &ContactQuery) -> rusqlite::Result<Vec<Hit>> {
     let mut select = Sql::default();
     select.push("SELECT c.id, c.raw");
@@ -495,7 +498,7 @@ fn page_on(c: &Connection, q: &ContactQuery) -> rusqlite::Result<Vec<Hit>> {
         select.push(", ");
         select.push(sort_expr(key.field));
     }
-    select.push(" FROM contacts c WHERE ");
+    select.push(" FROM contacts c JOIN (SELECT c.pk FROM contacts c WHERE ");
     where_clause(&mut select, q, true);
     select.push(" ORDER BY ");
     order_by(&mut select, &q.sort);
@@ -503,6 +506,8 @@ fn page_on(c: &Connection, q: &ContactQuery) -> rusqlite::Result<Vec<Hit>> {
     select.bind(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
     select.push(" OFFSET ");
     select.bind(Value::Integer(i64::try_from(q.offset).unwrap_or(i64::MAX)));
+    select.push(") page ON c.pk = page.pk ORDER BY ");
+    order_by(&mut select, &q.sort);
     let dates: Vec<bool> = q.sort.iter().map(|k| k.field.is_date()).collect();
     let mut st = c.prepare_cached(&select.text)?;
     st.query_map(params_from_iter(&select.params), |r| {
