@@ -41,7 +41,36 @@ pub(super) fn register_functions(c: &Connection) -> rusqlite::Result<()> {
             ValueRef::Real(f) => Some(f as i64),
             ValueRef::Null | ValueRef::Blob(_) => None,
         })
+    })?;
+    c.create_scalar_function("ghl_split_runs", 1, flags, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Text(t) => Some(split_runs(&String::from_utf8_lossy(t))),
+            _ => None,
+        })
     })
+}
+
+/// Text as the full-text index gets it (and as searches are split, see [`fts_expression`]):
+/// each word that mixes letters and digits becomes its runs ("jane.smith42@x.com" becomes
+/// "jane.smith 42@x.com"), so "smith" finds it as a whole word. Kept whole, the prefix
+/// "smith" had to merge the index entries of every "smith0" ... "smith999" (4 ms of a 5 ms
+/// match at 1M contacts).
+pub(super) fn split_runs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut run_of_digits: Option<bool> = None;
+    for ch in text.chars() {
+        if !ch.is_alphanumeric() {
+            run_of_digits = None;
+        } else {
+            let digit = ch.is_numeric();
+            if run_of_digits.is_some_and(|d| d != digit) {
+                out.push(' ');
+            }
+            run_of_digits = Some(digit);
+        }
+        out.push(ch);
+    }
+    out
 }
 
 /// A live contact as stored.
@@ -370,7 +399,8 @@ impl Store {
             .execute([&changed_json])?;
             tx.prepare_cached(
                 "INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes, location)
-                 SELECT rowid, name, email, phone, company, tags, notes, location
+                 SELECT rowid, ghl_split_runs(name), ghl_split_runs(email), phone,
+                        ghl_split_runs(company), ghl_split_runs(tags), ghl_split_runs(notes), location
                  FROM contacts_fts_source
                  WHERE rowid IN (SELECT value FROM json_each(?1))",
             )?
@@ -892,7 +922,9 @@ fn fts_expression(text: &str) -> Option<String> {
     let words: Vec<String> = if text.trim().chars().all(phone_chars) && digits.len() >= 4 {
         vec![digits]
     } else {
-        text.split(|c: char| !c.is_alphanumeric())
+        // Split as the index was (see `split_runs`): "smith42" is "smith" then "42".
+        split_runs(text)
+            .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
             .map(str::to_lowercase)
             .collect()
@@ -1043,6 +1075,22 @@ mod tests {
         );
         assert_eq!(store.contact(None, "a").unwrap().unwrap().location_id, "L");
         assert!(store.contact(Some("M"), "a").unwrap().is_none());
+    }
+
+    #[test]
+    fn words_mixing_letters_and_digits_are_indexed_and_searched_as_their_runs() {
+        assert_eq!(
+            split_runs("jane.smith42@example.com"),
+            "jane.smith 42@example.com"
+        );
+        assert_eq!(split_runs("a1b2 R2-D2 vip2024"), "a 1 b 2 R 2-D 2 vip 2024");
+        assert_eq!(split_runs("plain words, 555"), "plain words, 555");
+        let cols = |t: &str| Some(format!("{{{TEXT_COLUMNS}}} : ({t})"));
+        assert_eq!(fts_expression("smith42"), cols("\"smith\" \"42\"*"));
+        assert_eq!(
+            fts_expression("VIP2024 jo"),
+            cols("\"vip\" \"2024\" \"jo\"*")
+        );
     }
 
     #[test]

@@ -662,9 +662,19 @@ async fn full_text_search_ranks_names_emails_phones_tags_and_note_bodies() {
             .count(&format!("SELECT pk FROM contacts WHERE id = '{id}'"))
     };
     let indexed = |term: &str, pk: i64| {
-        let term = term.replace('"', "");
+        // As the index has it: letter and digit runs apart ("smith42" is "smith 42").
+        let mut phrase = String::new();
+        let mut prev: Option<bool> = None;
+        for ch in term.replace('"', "").chars() {
+            let digit = ch.is_ascii_digit();
+            if ch.is_alphanumeric() && prev.is_some_and(|p| p != digit) {
+                phrase.push(' ');
+            }
+            prev = ch.is_alphanumeric().then_some(digit);
+            phrase.push(ch);
+        }
         s.kit.count(&format!(
-            "SELECT COUNT(*) FROM contacts_fts WHERE contacts_fts MATCH '\"{term}\"' AND rowid = {pk}"
+            "SELECT COUNT(*) FROM contacts_fts WHERE contacts_fts MATCH '\"{phrase}\"' AND rowid = {pk}"
         )) == 1
     };
     let gone = pk(id);
