@@ -640,3 +640,39 @@ async fn latency_does_not_serialize_concurrent_clients() {
     assert!(s == 200 && started.elapsed() >= Duration::from_millis(60));
     sb.shutdown().await;
 }
+
+/// A spec schema's fields: (name, type) with type `string`, `number`, `boolean`, `array`,
+/// `string[]` or `object`.
+pub(super) type Fields = &'static [(&'static str, &'static str)];
+
+/// Every field of `v` is in the spec with the spec's type (`nullable`: null is allowed for an
+/// optional field); `required` fields are present (and non-null when `nullable`).
+pub(super) fn check_shape(v: &Value, fields: Fields, required: &[&str], nullable: bool) {
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"));
+    for (k, x) in obj {
+        let ty = fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|f| f.1)
+            .unwrap_or_else(|| panic!("{k} is not a spec field: {v}"));
+        let ok = match ty {
+            _ if nullable && x.is_null() => !required.contains(&k.as_str()),
+            "string" => x.is_string(),
+            "number" => x.is_number(),
+            "boolean" => x.is_boolean(),
+            "array" => x.is_array(),
+            "string[]" => x.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            "object" => x.is_object(),
+            _ => false,
+        };
+        assert!(ok, "{k} should be a {ty}: {v}");
+    }
+    for r in required {
+        assert!(
+            obj.get(*r).is_some_and(|x| !nullable || !x.is_null()),
+            "{r} missing: {v}"
+        );
+    }
+}

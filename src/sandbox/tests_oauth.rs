@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::oauth::base64url;
-use super::tests::{LOC, LOC2, TOKEN, start, two_locations};
+use super::tests::{Fields, LOC, LOC2, TOKEN, check_shape, start, two_locations};
 use super::*;
 
 const CLIENT_ID: &str = "sandbox-client-id";
@@ -19,9 +19,6 @@ const APP_ID: &str = "sandboxApp0000000001";
 const CALLBACK: &str = "https://app.example/oauth/callback";
 const READ: &[&str] = &["contacts.readonly"];
 const AGENCY_SCOPES: &str = "contacts.readonly oauth.readonly oauth.write";
-
-/// Field names and types of a spec schema.
-type Fields = &'static [(&'static str, &'static str)];
 
 /// `GetAccessCodeSuccessfulResponseDto` (required: userId).
 const TOKEN_FIELDS: Fields = &[
@@ -82,32 +79,6 @@ const UNPROCESSABLE_FIELDS: Fields = &[
     ("error", "string"),
 ];
 
-/// Every field is in the schema with the schema's type; `required` are present.
-fn check_shape(v: &Value, fields: Fields, required: &[&str]) {
-    let obj = v
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"));
-    for (k, x) in obj {
-        let ty = fields
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|f| f.1)
-            .unwrap_or_else(|| panic!("{k} is not a spec field: {v}"));
-        let ok = match ty {
-            "string" => x.is_string(),
-            "number" => x.is_number(),
-            "boolean" => x.is_boolean(),
-            "array" => x.is_array(),
-            "string[]" => x.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-            _ => false,
-        };
-        assert!(ok, "{k} should be a {ty}: {v}");
-    }
-    for r in required {
-        assert!(obj.contains_key(*r), "{r} missing: {v}");
-    }
-}
-
 /// An error body of the spec's shape for its status, with this message.
 fn check_error(status: u16, v: &Value, expected_status: u16, message: &str) {
     assert_eq!(status, expected_status, "{v}");
@@ -116,7 +87,7 @@ fn check_error(status: u16, v: &Value, expected_status: u16, message: &str) {
         422 => UNPROCESSABLE_FIELDS,
         _ => BAD_REQUEST_FIELDS,
     };
-    check_shape(v, fields, &["statusCode", "message"]);
+    check_shape(v, fields, &["statusCode", "message"], false);
     assert_eq!(v["statusCode"], json!(expected_status));
     assert_eq!(v["message"], json!(message), "{v}");
 }
@@ -282,6 +253,7 @@ async fn code_flow_redirects_with_code_and_state_and_the_code_works_once() {
         &v,
         TOKEN_FIELDS,
         &["userId", "access_token", "refresh_token"],
+        false,
     );
     assert_eq!(v["token_type"], "Bearer");
     assert_eq!(v["expires_in"], 86_399);
@@ -375,6 +347,7 @@ async fn token_endpoint_validates_the_form_then_the_client_then_the_code() {
         &v,
         UNPROCESSABLE_FIELDS,
         &["statusCode", "message", "error"],
+        false,
     );
     assert_eq!(
         v["message"],
@@ -476,6 +449,7 @@ async fn refresh_tokens_are_single_use_while_old_access_tokens_live_on() {
         &second,
         TOKEN_FIELDS,
         &["userId", "access_token", "refresh_token"],
+        false,
     );
     assert_eq!(second["userType"], "Location");
     assert_eq!(second["locationId"], LOC);
@@ -525,7 +499,7 @@ async fn grace_window_replays_the_same_pair_then_refuses() {
         replay["expires_in"], 86_389,
         "what is left of the same token"
     );
-    check_shape(&replay, TOKEN_FIELDS, &["userId"]);
+    check_shape(&replay, TOKEN_FIELDS, &["userId"], false);
 
     sb.advance_oauth_clock(Duration::from_secs(20));
     let (status, v) = refresh(&sb, &old_refresh).await;
@@ -646,6 +620,7 @@ async fn agency_token_lists_installed_locations_and_mints_location_tokens() {
         &agency,
         TOKEN_FIELDS,
         &["userId", "access_token", "refresh_token"],
+        false,
     );
     assert_eq!(agency["userType"], "Company");
     assert_eq!(agency["companyId"], COMPANY);
@@ -664,14 +639,19 @@ async fn agency_token_lists_installed_locations_and_mints_location_tokens() {
     let base = format!("/oauth/installedLocations?companyId={COMPANY}&appId={APP_ID}");
     let (status, v) = api(&sb, bearer, &base).await;
     assert_eq!(status, 200, "{v}");
-    check_shape(&v, INSTALLED_FIELDS, &[]);
+    check_shape(&v, INSTALLED_FIELDS, &[], false);
     assert_eq!(v["count"], 2);
     assert_eq!(v["installToFutureLocations"], true);
     let listed = v["locations"].as_array().unwrap();
     let ids: Vec<&str> = listed.iter().map(|l| str_of(l, "_id")).collect();
     assert_eq!(ids, [LOC, LOC2]);
     for l in listed {
-        check_shape(l, INSTALLED_LOCATION_FIELDS, &["_id", "name", "address"]);
+        check_shape(
+            l,
+            INSTALLED_LOCATION_FIELDS,
+            &["_id", "name", "address"],
+            false,
+        );
         assert_eq!(l["isInstalled"], true);
     }
     let (_, page) = api(&sb, bearer, &format!("{base}&skip=1&limit=1")).await;
@@ -685,7 +665,7 @@ async fn agency_token_lists_installed_locations_and_mints_location_tokens() {
     let (status, minted) =
         location_token(&sb, bearer, &[("companyId", COMPANY), ("locationId", LOC2)]).await;
     assert_eq!(status, 200, "{minted}");
-    check_shape(&minted, LOCATION_TOKEN_FIELDS, &["userId"]);
+    check_shape(&minted, LOCATION_TOKEN_FIELDS, &["userId"], false);
     assert!(minted.get("refresh_token").is_none());
     assert_eq!(minted["locationId"], LOC2);
     assert_eq!(minted["scope"], AGENCY_SCOPES);
@@ -735,7 +715,7 @@ async fn agency_endpoints_refuse_other_tokens_companies_locations_and_bad_input(
     )
     .await;
     assert_eq!(status, 403);
-    check_shape(&v, BAD_REQUEST_FIELDS, &["statusCode", "message"]);
+    check_shape(&v, BAD_REQUEST_FIELDS, &["statusCode", "message"], false);
     assert_eq!(
         v["message"],
         "The token does not have access to this company."
@@ -778,6 +758,7 @@ async fn agency_endpoints_refuse_other_tokens_companies_locations_and_bad_input(
         &v,
         UNPROCESSABLE_FIELDS,
         &["statusCode", "message", "error"],
+        false,
     );
     let path = format!("/oauth/installedLocations?companyId={COMPANY}&appId=otherApp");
     let (status, v) = api(&sb, bearer, &path).await;

@@ -8,12 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::tests::{Client, LOC, LOC2, TOKEN, start, two_locations};
+use super::tests::{Client, Fields, LOC, LOC2, TOKEN, check_shape, start, two_locations};
 use super::time_fmt::parse_iso;
 use super::*;
-
-/// Field types from the specs (contacts.json, businesses.json).
-type Fields = &'static [(&'static str, &'static str)];
 
 const TASK_FIELDS: Fields = &[
     ("id", "string"),
@@ -71,36 +68,6 @@ const BUSINESS_FIELDS: Fields = &[
     ("createdAt", "string"),
     ("updatedAt", "string"),
 ];
-
-/// Every field is in the spec with the spec's type (null allowed for
-/// optional fields); `required` fields are present and non-null.
-fn check_shape(v: &Value, fields: Fields, required: &[&str]) {
-    let obj = v
-        .as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"));
-    for (k, x) in obj {
-        let ty = fields
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|f| f.1)
-            .unwrap_or_else(|| panic!("{k} is not a spec field: {v}"));
-        let ok = match ty {
-            _ if x.is_null() => !required.contains(&k.as_str()),
-            "string" => x.is_string(),
-            "boolean" => x.is_boolean(),
-            "string[]" => x.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-            "object" => x.is_object(),
-            _ => false,
-        };
-        assert!(ok, "{k} should be a {ty}: {v}");
-    }
-    for r in required {
-        assert!(
-            obj.get(*r).is_some_and(|x| !x.is_null()),
-            "{r} missing: {v}"
-        );
-    }
-}
 
 const TASK_REQUIRED: &[&str] = &["id", "title", "dueDate", "completed", "contactId"];
 const NOTE_REQUIRED: &[&str] = &["id", "body", "dateAdded", "contactId"];
@@ -272,21 +239,21 @@ async fn sub_resource_routes_return_the_spec_shapes() {
     );
     for id in sb.live_contact_ids(LOC) {
         for t in sb.tasks_json(LOC, &id).unwrap() {
-            check_shape(&t, TASK_FIELDS, TASK_REQUIRED);
+            check_shape(&t, TASK_FIELDS, TASK_REQUIRED, true);
             assert!(
                 is_iso_ms(&t["dueDate"]) && t["contactId"] == id.as_str(),
                 "{t}"
             );
         }
         for n in sb.notes_json(LOC, &id).unwrap() {
-            check_shape(&n, NOTE_FIELDS, NOTE_REQUIRED);
+            check_shape(&n, NOTE_FIELDS, NOTE_REQUIRED, true);
             assert!(
                 is_iso_ms(&n["dateAdded"]) && n["contactId"] == id.as_str(),
                 "{n}"
             );
         }
         for e in sb.appointments_json(LOC, &id).unwrap() {
-            check_shape(&e, EVENT_FIELDS, EVENT_REQUIRED);
+            check_shape(&e, EVENT_FIELDS, EVENT_REQUIRED, true);
             let dates = ["startTime", "endTime", "dateAdded", "dateUpdated"];
             assert!(dates.iter().all(|d| is_ymd_hms(&e[*d])), "{e}");
             assert!(e["endTime"].as_str() > e["startTime"].as_str());
@@ -534,7 +501,7 @@ async fn task_search_pages_every_task_once_in_task_id_order() {
     let (_, v) = task_search(&c, LOC, json!({"skip": all.len()})).await;
     assert_eq!(v, json!({"tasks": []}));
     for t in all.iter().step_by(97) {
-        check_shape(t, TASK_FIELDS, TASK_REQUIRED);
+        check_shape(t, TASK_FIELDS, TASK_REQUIRED, true);
         let contact = t["contactId"].as_str().unwrap();
         assert!(sb.tasks_json(LOC, contact).unwrap().contains(t));
     }
@@ -756,6 +723,7 @@ async fn businesses_list_and_get_by_id() {
             b,
             BUSINESS_FIELDS,
             &["id", "name", "locationId", "createdAt", "updatedAt"],
+            true,
         );
         assert!(is_iso_ms(&b["createdAt"]) && is_iso_ms(&b["updatedAt"]));
         assert!(b["updatedAt"].as_str() >= b["createdAt"].as_str());

@@ -204,17 +204,46 @@ fn secrets_of(store: &TokenStore, extra: &[&Grant]) -> Vec<String> {
 
 const ONE_OAUTH_LOCATION: &str = "[[locations]]\nid = \"sandboxLocation00001\"\nauth = \"oauth\"\n";
 
-#[tokio::test]
-async fn a_crash_between_receiving_and_storing_a_new_pair_keeps_syncing_and_says_what_to_do() {
-    let k = sandbox(&[40]).await;
+/// One OAuth location of `contacts` contacts whose grant is due for refresh (30 min left,
+/// margin 1 h), and a `sync` that aborted at `failpoint` (`GHL_MIRROR_FAILPOINT`).
+struct Crashed {
+    k: crate::kit::Kit,
+    cfg: PathBuf,
+    store: TokenStore,
+    seeded: Grant,
+    crashed: Output,
+}
+
+async fn crashed_at(failpoint: &str, contacts: usize, grace: Option<Duration>) -> Crashed {
+    let k = sandbox(&[contacts]).await;
+    if let Some(g) = grace {
+        k.sandbox.set_refresh_grace(g);
+    }
     let cfg = oauth_config(k.dir.path(), &k.sandbox.base_url(), "", ONE_OAUTH_LOCATION);
     let store = TokenStore::open(&k.dir.path().join("mirror.db.tokens")).unwrap();
     let seeded = seed_grant(&k.sandbox, &store, LOC, 30 * 60_000);
-
     let mut c = ghl(&cfg, &["sync"]);
-    c.env("GHL_MIRROR_FAILPOINT", "refresh-received");
+    c.env("GHL_MIRROR_FAILPOINT", failpoint);
     let crashed = run(c).await;
     assert!(!crashed.status.success(), "{}", text(&crashed.stderr));
+    Crashed {
+        k,
+        cfg,
+        store,
+        seeded,
+        crashed,
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_receiving_and_storing_a_new_pair_keeps_syncing_and_says_what_to_do() {
+    let Crashed {
+        k,
+        cfg,
+        store,
+        seeded,
+        crashed,
+    } = crashed_at("refresh-received", 40, None).await;
     assert_eq!(k.sandbox.oauth_stats().refresh_grants, 1);
     // The new pair was lost with the process: the store still has the old one, marked.
     let g = store.get(&location_subject(LOC)).unwrap().unwrap();
@@ -242,14 +271,8 @@ async fn a_crash_between_receiving_and_storing_a_new_pair_keeps_syncing_and_says
 
 #[tokio::test]
 async fn with_a_reuse_grace_window_the_interrupted_refresh_recovers_fully() {
-    let k = sandbox(&[40]).await;
-    k.sandbox.set_refresh_grace(Duration::from_secs(60));
-    let cfg = oauth_config(k.dir.path(), &k.sandbox.base_url(), "", ONE_OAUTH_LOCATION);
-    let store = TokenStore::open(&k.dir.path().join("mirror.db.tokens")).unwrap();
-    seed_grant(&k.sandbox, &store, LOC, 30 * 60_000);
-    let mut c = ghl(&cfg, &["sync"]);
-    c.env("GHL_MIRROR_FAILPOINT", "refresh-received");
-    assert!(!run(c).await.status.success());
+    let Crashed { k, cfg, store, .. } =
+        crashed_at("refresh-received", 40, Some(Duration::from_secs(60))).await;
     let out = run(ghl(&cfg, &["sync"])).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let g = store.get(&location_subject(LOC)).unwrap().unwrap();
@@ -261,13 +284,7 @@ async fn with_a_reuse_grace_window_the_interrupted_refresh_recovers_fully() {
 
 #[tokio::test]
 async fn a_crash_between_storing_and_using_a_new_pair_recovers_with_it() {
-    let k = sandbox(&[40]).await;
-    let cfg = oauth_config(k.dir.path(), &k.sandbox.base_url(), "", ONE_OAUTH_LOCATION);
-    let store = TokenStore::open(&k.dir.path().join("mirror.db.tokens")).unwrap();
-    seed_grant(&k.sandbox, &store, LOC, 30 * 60_000);
-    let mut c = ghl(&cfg, &["sync"]);
-    c.env("GHL_MIRROR_FAILPOINT", "refresh-persisted");
-    assert!(!run(c).await.status.success());
+    let Crashed { k, cfg, store, .. } = crashed_at("refresh-persisted", 40, None).await;
     let g = store.get(&location_subject(LOC)).unwrap().unwrap();
     assert_eq!((g.generation, g.refresh_started_ms), (2, None));
     let out = run(ghl(&cfg, &["sync"])).await;
@@ -480,13 +497,7 @@ async fn a_grant_without_the_contacts_scope_is_refused_with_the_scope_to_add() {
 
 #[tokio::test]
 async fn a_crash_after_marking_a_refresh_before_sending_it_recovers_without_a_person() {
-    let k = sandbox(&[20]).await;
-    let cfg = oauth_config(k.dir.path(), &k.sandbox.base_url(), "", ONE_OAUTH_LOCATION);
-    let store = TokenStore::open(&k.dir.path().join("mirror.db.tokens")).unwrap();
-    seed_grant(&k.sandbox, &store, LOC, 30 * 60_000);
-    let mut c = ghl(&cfg, &["sync"]);
-    c.env("GHL_MIRROR_FAILPOINT", "refresh-marked");
-    assert!(!run(c).await.status.success());
+    let Crashed { k, cfg, store, .. } = crashed_at("refresh-marked", 20, None).await;
     assert_eq!(k.sandbox.oauth_stats().refresh_grants, 0);
     let out = run(ghl(&cfg, &["sync"])).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
