@@ -352,12 +352,13 @@ async fn a_revoked_refresh_token_stops_only_its_location() {
     assert_no_secrets(&out, &secrets_of(&store, &[&a, &b]));
 }
 
-#[tokio::test]
-async fn login_receives_the_redirect_and_stores_an_owner_only_grant() {
-    let k = sandbox(&[10]).await;
-    let cfg = oauth_config(k.dir.path(), &k.sandbox.base_url(), "", ONE_OAUTH_LOCATION);
-    let mut c = ghl(&cfg, &["auth", "login", "--timeout", "20s"]);
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+/// Starts `ghl-mirror auth login ARGS` and returns it with the authorize URL it printed.
+async fn start_login(cfg: &Path, args: &[&str]) -> (std::process::Child, String) {
+    let mut c = ghl(cfg, &["auth", "login"]);
+    c.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let url = tokio::task::spawn_blocking(move || {
@@ -367,6 +368,14 @@ async fn login_receives_the_redirect_and_stores_an_owner_only_grant() {
     })
     .await
     .unwrap();
+    (child, url)
+}
+
+#[tokio::test]
+async fn login_receives_the_redirect_and_stores_an_owner_only_grant() {
+    let k = sandbox(&[10]).await;
+    let cfg = oauth_config(k.dir.path(), &k.sandbox.base_url(), "", ONE_OAUTH_LOCATION);
+    let (child, url) = start_login(&cfg, &["--timeout", "20s"]).await;
     assert!(url.contains("scope=contacts.readonly"), "{url}");
     // The "browser": the sandbox approves and redirects to the login's listener.
     let page = reqwest::get(&url).await.unwrap();
@@ -404,19 +413,7 @@ async fn an_agency_login_mints_location_tokens_for_every_installed_location_and_
         "",
     );
     // The login, pasting the redirect URL the "browser" was sent to.
-    let mut c = ghl(&cfg, &["auth", "login", "--agency", "--paste"]);
-    c.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let url = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        line.trim().to_string()
-    })
-    .await
-    .unwrap();
+    let (mut child, url) = start_login(&cfg, &["--agency", "--paste"]).await;
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
