@@ -619,6 +619,12 @@ fn contact_search(store: &Store, a: &ContactSearchArgs) -> Result<ExitCode> {
         out.row(&cells).context(WRITE_FAILED)?;
     }
     out.finish().map(drop).context(WRITE_FAILED)?;
+    let pending = store.text_pending()?;
+    if pending > 0 {
+        eprintln!(
+            "({pending} contacts added or changed since the search index last caught up are not searchable as they are now; the index catches up at the end of every `ghl-mirror sync` run)"
+        );
+    }
     if !found.complete {
         eprintln!(
             "(the best of the newest {} matching contacts; more match: add words to narrow the search)",

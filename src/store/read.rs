@@ -399,7 +399,7 @@ impl Store {
             .execute([&changed_json])?;
             tx.prepare_cached(
                 "INSERT INTO contacts_fts (rowid, name, email, phone, company, tags, notes, location)
-                 SELECT rowid, ghl_split_runs(name), ghl_split_runs(email), phone,
+                 SELECT rowid, ghl_split_runs(name), ghl_split_runs(email), ghl_split_runs(phone),
                         ghl_split_runs(company), ghl_split_runs(tags), ghl_split_runs(notes), location
                  FROM contacts_fts_source
                  WHERE rowid IN (SELECT value FROM json_each(?1))",
@@ -416,14 +416,16 @@ impl Store {
         })
     }
 
-    /// Contacts added or changed since the full-text index last caught up (not searchable as
-    /// they are now until the next `index_text`).
+    /// Live contacts added or changed since the full-text index last caught up (not
+    /// searchable as they are now until the next `index_text`: a changed contact by its
+    /// previous words, a new one not at all).
     pub fn text_pending(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             c.prepare_cached(
                 "SELECT (SELECT COUNT(*) FROM contacts_fts_dirty)
                       + (SELECT COUNT(*) FROM contacts
-                         WHERE pk > (SELECT last_pk FROM contacts_fts_state))",
+                         WHERE pk > (SELECT last_pk FROM contacts_fts_state)
+                           AND deleted_at IS NULL)",
             )?
             .query_row([], |r| r.get::<_, i64>(0))
         })
@@ -908,37 +910,39 @@ fn key_after(sql: &mut Sql, key: Sort, value: &SortValue) -> (String, String) {
     (beyond, same)
 }
 
-/// A safe FTS5 expression for free text: each word becomes a quoted term (so no input can be
-/// FTS5 syntax), all required. The last word matches as a prefix (the word being typed, as in
-/// Meilisearch or Typesense), the others as whole words: a prefix longer than the index's
-/// prefix lengths (2 and 3) makes FTS5 merge the entries of every word it starts, which for a
-/// common first name took 15-20 ms at 1M contacts. A single letter is always a whole word (the
-/// "o" of "O'Brien": as a prefix it would match nearly every contact). A phone-like input
-/// (digits with + - . ( ) and spaces) becomes one digits-only prefix term, which matches the
-/// digits stored with each phone.
+/// A safe FTS5 expression for free text. Each word (split on whitespace) becomes one quoted
+/// phrase, so no input can be FTS5 syntax and the index's tokenizer splits the word exactly
+/// as it split the indexed text: "jane.smith" is the phrase "jane smith", "O'Brien" is
+/// "o brien", and a word mixing letters and digits is its runs, as indexed (`split_runs`:
+/// "smith42" is "smith 42", which must be adjacent). Every word is required. The last word
+/// matches as a prefix (the word being typed, as in Meilisearch or Typesense), the others
+/// whole: a prefix longer than the index's prefix lengths (2 and 3) makes FTS5 merge the
+/// entries of every word it starts. A word of one letter or digit is always whole (as a
+/// prefix it would match nearly every contact). A phone-like input (digits with + - . ( )
+/// and spaces) becomes one digits-only prefix, which matches the digits stored with each
+/// phone.
 fn fts_expression(text: &str) -> Option<String> {
     let phone_chars = |c: char| c.is_ascii_digit() || "+-.() ".contains(c);
     let digits: String = text.chars().filter(char::is_ascii_digit).collect();
     let words: Vec<String> = if text.trim().chars().all(phone_chars) && digits.len() >= 4 {
         vec![digits]
     } else {
-        // Split as the index was (see `split_runs`): "smith42" is "smith" then "42".
-        split_runs(text)
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
+        text.split_whitespace()
+            .filter(|w| w.chars().any(char::is_alphanumeric))
+            .map(|w| split_runs(&w.to_lowercase()).replace('"', "\"\""))
             .collect()
     };
-    if words.is_empty() {
-        return None;
-    }
-    let last = words.len() - 1;
+    let last = words.len().checked_sub(1)?;
     let terms: Vec<String> = words
         .iter()
         .enumerate()
-        .map(|(i, w)| match (i == last, w.chars().nth(1)) {
-            (true, Some(_)) => format!("\"{w}\"*"),
-            _ => format!("\"{w}\""),
+        .map(|(i, w)| {
+            let one_char = w.chars().filter(|c| c.is_alphanumeric()).nth(1).is_none();
+            if i == last && !one_char {
+                format!("\"{w}\"*")
+            } else {
+                format!("\"{w}\"")
+            }
         })
         .collect();
     // Never the location column: "sandbox" must not find every contact of a sandbox location.
@@ -955,18 +959,16 @@ mod tests {
     #[test]
     fn free_text_becomes_quoted_prefix_terms_and_phones_become_digits() {
         let cols = |t: &str| Some(format!("{{{TEXT_COLUMNS}}} : ({t})"));
-        assert_eq!(
-            fts_expression("Zoë  O'Brien"),
-            cols("\"zoë\" \"o\" \"brien\"*")
-        );
+        assert_eq!(fts_expression("Zoë  O'Brien"), cols("\"zoë\" \"o'brien\"*"));
         assert_eq!(
             fts_expression("+1 (555) 123-4567"),
             cols("\"15551234567\"*")
         );
         assert_eq!(
             fts_expression("NEAR(a b) OR \"x"),
-            cols("\"near\" \"a\" \"b\" \"or\" \"x\"")
+            cols("\"near(a\" \"b)\" \"or\" \"\"\"x\"")
         );
+        assert_eq!(fts_expression("smith4 4"), cols("\"smith 4\" \"4\""));
         assert_eq!(fts_expression(" -- ()"), None);
     }
 
@@ -1086,11 +1088,50 @@ mod tests {
         assert_eq!(split_runs("a1b2 R2-D2 vip2024"), "a 1 b 2 R 2-D 2 vip 2024");
         assert_eq!(split_runs("plain words, 555"), "plain words, 555");
         let cols = |t: &str| Some(format!("{{{TEXT_COLUMNS}}} : ({t})"));
-        assert_eq!(fts_expression("smith42"), cols("\"smith\" \"42\"*"));
-        assert_eq!(
-            fts_expression("VIP2024 jo"),
-            cols("\"vip\" \"2024\" \"jo\"*")
-        );
+        assert_eq!(fts_expression("smith42"), cols("\"smith 42\"*"));
+        assert_eq!(fts_expression("VIP2024 jo"), cols("\"vip 2024\" \"jo\"*"));
+    }
+
+    #[test]
+    fn typed_words_find_what_was_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .write(|tx| {
+                tx.execute("INSERT INTO locations (id) VALUES ('L')", [])?;
+                // (id, name, email, phone)
+                let rows = [
+                    ("jane", "Jane Smith", "jane.smith42@example.com", "+1 555 123 4567x89"),
+                    ("other", "Smith Person", "p@example.org", "+14255550000"),
+                    ("renee", "Ren\u{e9}e Roy", "rr@example.org", "+15550000001"),
+                ];
+                for (id, name, email, phone) in rows {
+                    tx.execute(
+                        "INSERT INTO contacts (location_id, id, name, email, phone, raw, first_seen_at,
+                           changed_at, fetched_at) VALUES ('L', ?1, ?2, ?3, ?4, '{}', 'x', 'x', 'x')",
+                        params![id, name, email, phone],
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        while store.index_text(100).unwrap() > 0 {}
+        let found = |q: &str| store.search_text(None, q, 10).unwrap().hits.len();
+        // The runs of a typed word stay together, and the last one is still a prefix.
+        assert_eq!(found("smith4"), 1);
+        assert_eq!(found("jane.smith4"), 1);
+        assert_eq!(found("jane.smi"), 1);
+        // "smith42" is "smith" next to "42", not "smith" anywhere and a phone starting 42.
+        assert_eq!(found("smith42"), 1);
+        assert_eq!(found("smith"), 2);
+        // A phone extension, split the same way in the index and the search.
+        assert_eq!(found("4567x89"), 1);
+        // An accent typed as a combining mark finds the precomposed name.
+        assert_eq!(found("Rene\u{301}e"), 1);
+        assert_eq!(found("renée"), 1);
+        // Nothing typed is FTS5 syntax.
+        assert_eq!(found("NEAR(smith jane) OR \"x"), 0);
+        assert_eq!(found("-- smith"), 2);
     }
 
     #[test]
