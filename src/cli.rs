@@ -335,6 +335,27 @@ pub fn client_for(
     })?)
 }
 
+/// A client for each of `locations` that can be authorized. Each that cannot is reported on
+/// stderr and left out, so the others still sync; the flag says whether one was.
+fn authorized_clients<'a>(
+    config: &Config,
+    locations: impl IntoIterator<Item = &'a LocationConfig>,
+    tokens: Option<&Arc<crate::auth::Tokens>>,
+) -> (Vec<(&'a LocationConfig, Client)>, bool) {
+    let mut refused = false;
+    let mut clients = Vec::new();
+    for loc in locations {
+        match client_for(config, loc, tokens) {
+            Ok(c) => clients.push((loc, c)),
+            Err(e) => {
+                eprintln!("location {}: not synced: {e:#}", loc.id);
+                refused = true;
+            }
+        }
+    }
+    (clients, refused)
+}
+
 /// A stop signal that flips on SIGINT or SIGTERM.
 fn stop_on_signals() -> crate::sync::StopSignal {
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -410,17 +431,8 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
     let stop = stop_on_signals();
     let progress = ProgressUi::new(std::io::stderr().is_terminal());
     let mut runs = Vec::new();
-    let mut refused = false;
-    for loc in &locations {
-        // A location that cannot be authorized is reported; the others still sync.
-        let client = match client_for(config, loc, tokens.as_ref()) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("location {}: not synced: {e:#}", loc.id);
-                refused = true;
-                continue;
-            }
-        };
+    let (clients, refused) = authorized_clients(config, locations, tokens.as_ref());
+    for (_, client) in clients {
         let (store, opts, stop, obs) = (
             store.clone(),
             opts.clone(),
@@ -514,14 +526,9 @@ async fn run_daemon_cmd(config: &Config, a: &DaemonArgs) -> Result<ExitCode> {
     }
     let store = open_store(&config.database)?;
     let mut clients = Vec::new();
-    for l in &locations {
-        match client_for(config, l, tokens.as_ref()) {
-            Ok(c) => {
-                store.ensure_location(&l.id, l.name.as_deref())?;
-                clients.push(c);
-            }
-            Err(e) => eprintln!("location {}: not synced: {e:#}", l.id),
-        }
+    for (l, c) in authorized_clients(config, &locations, tokens.as_ref()).0 {
+        store.ensure_location(&l.id, l.name.as_deref())?;
+        clients.push(c);
     }
     if clients.is_empty() {
         bail!("no location can be synced (see above)");

@@ -24,7 +24,6 @@ use crate::upstream::{TokenSource, UpstreamError};
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,7 +74,7 @@ pub const FAILPOINT_ENV: &str = "GHL_MIRROR_FAILPOINT";
 
 pub struct Tokens {
     store: TokenStore,
-    settings: Option<AuthSettings>,
+    settings: AuthSettings,
     flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The last grant read or written per subject: requests use it while it is not due, so
     /// the token store is read only around renewals (an access token stays valid until it
@@ -114,7 +113,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Tokens {
-    pub fn new(store: TokenStore, settings: Option<AuthSettings>) -> Tokens {
+    pub fn new(store: TokenStore, settings: AuthSettings) -> Tokens {
         Tokens {
             store,
             settings,
@@ -130,10 +129,6 @@ impl Tokens {
         &self.store
     }
 
-    pub fn settings(&self) -> Option<&AuthSettings> {
-        self.settings.as_ref()
-    }
-
     /// Refresh and mint requests this process sent.
     pub fn renewals(&self) -> u64 {
         self.refreshes.load(std::sync::atomic::Ordering::Relaxed)
@@ -144,14 +139,6 @@ impl Tokens {
         Arc::new(Source {
             tokens: self.clone(),
             location: location_id.to_string(),
-        })
-    }
-
-    fn app(&self) -> Result<&AuthSettings, AuthError> {
-        self.settings.as_ref().ok_or_else(|| {
-            AuthError::NotConfigured(
-                "OAuth is not configured: add an [oauth] section (client_id, client_secret_env) to the config".into(),
-            )
         })
     }
 
@@ -262,10 +249,7 @@ impl Tokens {
 
     /// Refresh when less than this is left: the configured margin, at most half the lifetime.
     fn margin_ms(&self, g: &Grant) -> i64 {
-        let margin = self
-            .settings
-            .as_ref()
-            .map_or(0, |s| s.refresh_margin.as_millis() as i64);
+        let margin = self.settings.refresh_margin.as_millis() as i64;
         margin.min((g.access_expires_ms - g.issued_ms).max(0) / 2)
     }
 
@@ -306,29 +290,17 @@ impl Tokens {
 
     /// The file lock that makes one process at a time renew `subject`.
     async fn cross_process(&self, subject: &str) -> Result<std::fs::File, AuthError> {
-        let safe: String = subject
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let mut name = self.store.path().as_os_str().to_owned();
-        name.push(format!(".{safe}.lock"));
-        let path = PathBuf::from(name);
-        let file_err = |detail: String| {
+        let file = self.store.refresh_lock_file(subject)?;
+        let lock_err = |detail: String| {
             AuthError::Store(TokenStoreError::File {
-                path: path.clone(),
+                path: self.store.path().to_path_buf(),
                 detail,
             })
         };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| file_err(format!("cannot open the refresh lock: {e}")))?;
         tokio::task::spawn_blocking(move || file.lock().map(|()| file))
             .await
-            .map_err(|e| file_err(format!("the refresh lock task failed: {e}")))?
-            .map_err(|e| file_err(format!("cannot take the refresh lock: {e}")))
+            .map_err(|e| lock_err(format!("the refresh lock task failed: {e}")))?
+            .map_err(|e| lock_err(format!("cannot take the refresh lock of {subject}: {e}")))
     }
 
     /// Renews `subject` unless someone else did since `seen` (its generation then): refreshes
@@ -368,7 +340,7 @@ impl Tokens {
         let Some(refresh) = g.refresh.clone() else {
             return Err(self.flag(&g, "it has no refresh token".into())?);
         };
-        let settings = self.app()?;
+        let settings = &self.settings;
         let user_type = match g.kind {
             GrantKind::Company => UserType::Company,
             _ => UserType::Location,
@@ -452,7 +424,7 @@ impl Tokens {
     /// Mints a location token from the agency grant (`subject` is `location:<id>`). An agency
     /// token HighLevel calls invalid is renewed once and the mint tried again.
     async fn mint(&self, subject: &str, current: Option<Grant>) -> Result<Grant, AuthError> {
-        let settings = self.app()?;
+        let settings = &self.settings;
         let location = subject.strip_prefix("location:").unwrap_or(subject);
         let Some(agency) = &settings.agency else {
             return Err(AuthError::Reauthorize {
@@ -496,19 +468,14 @@ impl Tokens {
                 Err(e) => return Err(self.failed(subject, AuthError::Unavailable(e))),
             }
         };
-        let base = current.unwrap_or_else(|| Grant {
-            subject: subject.to_string(),
-            kind: GrantKind::Minted,
-            location_id: Some(location.to_string()),
-            company_id: Some(agency.company_id.clone()),
-            access: SecretString::from(String::new()),
-            access_expires_ms: 0,
-            issued_ms: 0,
-            refresh: None,
-            scopes: Vec::new(),
-            generation: 0,
-            refresh_started_ms: None,
-            reauth: None,
+        let base = current.unwrap_or_else(|| {
+            Grant::placeholder(
+                subject,
+                GrantKind::Minted,
+                Some(location.to_string()),
+                Some(agency.company_id.clone()),
+                0,
+            )
         });
         let mut next = next_grant(&base, new, GrantKind::Minted);
         next.company_id = Some(agency.company_id.clone());
@@ -519,7 +486,7 @@ impl Tokens {
 
     /// Exchanges an authorization code and stores the grant; returns it.
     pub async fn login(&self, code: &str, user_type: UserType) -> Result<Grant, AuthError> {
-        let settings = self.app()?;
+        let settings = &self.settings;
         let new = settings
             .app
             .exchange_code(code, user_type)
@@ -556,20 +523,13 @@ impl Tokens {
         let _in_process = flight.lock().await;
         let _across = self.cross_process(&subject).await?;
         let previous = self.store.get(&subject)?;
-        let base = Grant {
-            subject: subject.clone(),
+        let base = Grant::placeholder(
+            &subject,
             kind,
-            location_id: new.location_id.clone(),
-            company_id: new.company_id.clone(),
-            access: SecretString::from(String::new()),
-            access_expires_ms: 0,
-            issued_ms: 0,
-            refresh: None,
-            scopes: Vec::new(),
-            generation: previous.map_or(0, |p| p.generation),
-            refresh_started_ms: None,
-            reauth: None,
-        };
+            new.location_id.clone(),
+            new.company_id.clone(),
+            previous.map_or(0, |p| p.generation),
+        );
         let g = next_grant(&base, new, kind);
         self.save(&g)?;
         Ok(g)
@@ -577,7 +537,7 @@ impl Tokens {
 
     /// The locations the agency install covers (`GET /oauth/installedLocations`).
     pub async fn installed_locations(&self) -> Result<Vec<InstalledLocation>, AuthError> {
-        let settings = self.app()?;
+        let settings = &self.settings;
         let Some(agency) = &settings.agency else {
             return Err(AuthError::NotConfigured(
                 "no agency configured: set oauth.company_id and oauth.app_id".into(),

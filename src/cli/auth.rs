@@ -4,7 +4,7 @@
 use crate::auth::{
     AuthSettings, Grant, GrantKind, TokenStore, Tokens, company_subject, location_subject,
 };
-use crate::config::{Config, LocationAuth, LocationConfig};
+use crate::config::{Config, LocationAuth, LocationConfig, OAuthConfig};
 use crate::model::{iso_from_ms, now_ms};
 use crate::upstream::Credentials;
 use crate::upstream::oauth::{OAuthApp, UserType};
@@ -50,26 +50,25 @@ pub fn tokens(config: &Config) -> Result<Option<Arc<Tokens>>> {
     let store = TokenStore::open(&config.token_store())?;
     Ok(Some(Arc::new(Tokens::new(
         store,
-        Some(auth_settings(config, o.redirect_uri.to_string())),
+        auth_settings(config, o, o.redirect_uri.to_string()),
     ))))
 }
 
-fn auth_settings(config: &Config, redirect_uri: String) -> AuthSettings {
-    let (o, up) = (config.oauth.as_ref(), &config.upstream);
+fn auth_settings(config: &Config, o: &OAuthConfig, redirect_uri: String) -> AuthSettings {
+    let up = &config.upstream;
     AuthSettings {
         app: OAuthApp {
             base_url: up.base_url.clone(),
             api_version: up.api_version.clone(),
-            client_id: o.map(|o| o.client_id.clone()).unwrap_or_default(),
-            client_secret: o
-                .map(|o| o.client_secret.clone())
-                .unwrap_or_else(|| String::new().into()),
+            client_id: o.client_id.clone(),
+            client_secret: o.client_secret.clone(),
             redirect_uri,
             timeout: up.timeout,
         },
-        refresh_margin: o.map_or(Duration::from_secs(3600), |o| o.refresh_margin),
+        refresh_margin: o.refresh_margin,
         agency: o
-            .and_then(|o| o.agency.clone())
+            .agency
+            .clone()
             .map(|(company_id, app_id)| crate::auth::Agency { company_id, app_id }),
     }
 }
@@ -220,7 +219,7 @@ async fn login(config: &Config, a: &LoginArgs) -> Result<ExitCode> {
         }
     };
     let store = TokenStore::open(&config.token_store())?;
-    let tokens = Tokens::new(store, Some(auth_settings(config, redirect.to_string())));
+    let tokens = Tokens::new(store, auth_settings(config, o, redirect.to_string()));
     let user_type = if a.agency {
         UserType::Company
     } else {

@@ -5,7 +5,7 @@
 use super::{Store, StoreError};
 use crate::model::Stream;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Held while a run of one (location, stream) is in progress; released on drop.
 #[derive(Debug)]
@@ -17,19 +17,7 @@ pub struct StreamLock {
 impl Store {
     /// The lock file of a (location, stream): `<database>.<location>.<stream>.lock`.
     pub fn lock_path(&self, location: &str, stream: Stream) -> PathBuf {
-        let safe: String = location
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let mut name = self.path().as_os_str().to_owned();
-        name.push(format!(".{safe}.{}.lock", stream.as_str()));
-        PathBuf::from(name)
+        lock_path(self.path(), &format!("{location}.{}", stream.as_str()))
     }
 
     /// Takes the lock of a (location, stream) if no other run holds it; `None` when one does.
@@ -43,18 +31,40 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(lock_err)?;
+        let file = open_lock_file(&path).map_err(lock_err)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(StreamLock { _file: file, path })),
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => Err(lock_err(e)),
         }
     }
+}
+
+/// `<base>.<name>.lock`, with every character of `name` but letters, digits, `-`, `_` and `.`
+/// replaced by `_`.
+pub(super) fn lock_path(base: &Path, name: &str) -> PathBuf {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut path = base.as_os_str().to_owned();
+    path.push(format!(".{safe}.lock"));
+    PathBuf::from(path)
+}
+
+/// Opens (creating) a lock file; the OS lock on it is taken by the caller, blocking or not.
+pub(super) fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
 }
 
 #[cfg(test)]

@@ -61,6 +61,32 @@ pub struct Grant {
     pub reauth: Option<String>,
 }
 
+impl Grant {
+    /// A grant with no token yet: what a first token (a login, a first mint) replaces.
+    pub fn placeholder(
+        subject: &str,
+        kind: GrantKind,
+        location_id: Option<String>,
+        company_id: Option<String>,
+        generation: i64,
+    ) -> Grant {
+        Grant {
+            subject: subject.to_string(),
+            kind,
+            location_id,
+            company_id,
+            access: SecretString::from(String::new()),
+            access_expires_ms: 0,
+            issued_ms: 0,
+            refresh: None,
+            scopes: Vec::new(),
+            generation,
+            refresh_started_ms: None,
+            reauth: None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TokenStoreError {
     #[error(
@@ -270,9 +296,14 @@ impl TokenStore {
         })
     }
 
-    pub fn remove(&self, subject: &str) -> Result<bool, TokenStoreError> {
-        self.with(|c| c.execute("DELETE FROM grants WHERE subject = ?1", [subject]))
-            .map(|n| n > 0)
+    /// Opens the file whose OS lock makes one process at a time renew `subject`:
+    /// `<token store>.<subject>.lock` (the caller takes the lock, off the async workers).
+    pub fn refresh_lock_file(&self, subject: &str) -> Result<std::fs::File, TokenStoreError> {
+        let path = super::lock::lock_path(&self.path, subject);
+        super::lock::open_lock_file(&path).map_err(|e| TokenStoreError::File {
+            detail: format!("cannot open the refresh lock {}: {e}", path.display()),
+            path: self.path.clone(),
+        })
     }
 }
 

@@ -84,7 +84,7 @@ async fn thirty_two_concurrent_requests_on_an_expiring_token_refresh_it_once() {
     let store = TokenStore::open(&path).unwrap();
     // Due for refresh (30 min left, margin 1 h): the proactive path.
     seed_grant(&k.sandbox, &store, LOC, 30 * 60_000);
-    let tokens = Arc::new(Tokens::new(store, Some(app(&k.sandbox))));
+    let tokens = Arc::new(Tokens::new(store, app(&k.sandbox)));
     let c = client(&k.sandbox, &tokens, LOC);
     let runs: Vec<_> = (0..32)
         .map(|_| {
@@ -106,7 +106,7 @@ async fn thirty_two_concurrent_requests_on_an_expiring_token_refresh_it_once() {
     k.sandbox.expire_access_tokens();
     let other = Arc::new(Tokens::new(
         TokenStore::open(&path).unwrap(),
-        Some(app(&k.sandbox)),
+        app(&k.sandbox),
     ));
     let c2 = client(&k.sandbox, &other, LOC);
     let runs: Vec<_> = (0..32)
@@ -132,7 +132,7 @@ async fn an_access_token_expiring_mid_sync_is_renewed_transparently() {
     seed_grant(&k.sandbox, &store, LOC, 86_000_000);
     // The seeded token dies on the sandbox at once: the first request gets a 401.
     k.sandbox.expire_access_tokens();
-    let tokens = Arc::new(Tokens::new(store, Some(app(&k.sandbox))));
+    let tokens = Arc::new(Tokens::new(store, app(&k.sandbox)));
     let c = client(&k.sandbox, &tokens, LOC);
     let mut opts = crate::kit::opts();
     opts.page_limit = 100;
@@ -570,7 +570,7 @@ async fn a_token_endpoint_that_is_down_is_not_asked_again_by_every_request() {
     let mut settings = app(&k.sandbox);
     // Nothing listens there: every refresh fails to connect.
     settings.app.base_url = "http://127.0.0.1:9/".parse().unwrap();
-    let tokens = Arc::new(Tokens::new(store, Some(settings)));
+    let tokens = Arc::new(Tokens::new(store, settings));
     let c = client(&k.sandbox, &tokens, LOC);
     for _ in 0..20 {
         c.search_contacts(&one_page()).await.unwrap();
