@@ -201,7 +201,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(run_async(cli))
+    match rt.block_on(run_async(cli)) {
+        // A reader that stopped reading (`| head`) ends the output, not in an error.
+        Err(_) if crate::output::reader_gone() => Ok(ExitCode::SUCCESS),
+        r => r,
+    }
 }
 
 async fn run_async(cli: Cli) -> Result<ExitCode> {
@@ -687,8 +691,13 @@ async fn run_status(config: &Config) -> Result<ExitCode> {
     }
     let store = open_store(&config.database)?;
     let rows = store.status()?;
+    let mut out = crate::output::stdout();
     if rows.is_empty() {
-        println!("{}: no locations synced yet", config.database.display());
+        writeln!(
+            out,
+            "{}: no locations synced yet",
+            config.database.display()
+        )?;
     }
     let now = now_ms();
     let mut by_location: Vec<(String, Vec<crate::store::StreamStatus>)> = Vec::new();
@@ -712,59 +721,66 @@ async fn run_status(config: &Config) -> Result<ExitCode> {
             .as_ref()
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
-        println!("location {location}{name}: {}", health(&streams));
-        println!(
+        writeln!(out, "location {location}{name}: {}", health(&streams))?;
+        writeln!(
+            out,
             "  requests today: {} (daily quota left: {})",
             first.requests_today,
             first
                 .daily_remaining
                 .map_or("unknown".into(), |d| d.to_string())
-        );
+        )?;
         let h = store.holdings(&location)?;
         for s in &streams {
             if s.last_run.is_none() && s.watermark_ms.is_none() && s.stream != "contacts" {
                 continue;
             }
-            println!("  {}:", s.stream);
+            writeln!(out, "  {}:", s.stream)?;
             match s.stream.as_str() {
                 "contacts" => {
-                    println!(
+                    writeln!(
+                        out,
                         "    mirrored:       {} live, {} tombstoned",
                         s.live, s.tombstoned
-                    );
-                    println!(
+                    )?;
+                    writeln!(
+                        out,
                         "    watermark:      {}",
                         s.watermark_ms
                             .map_or("none (no sweep completed)".into(), iso_from_ms)
-                    );
+                    )?;
                     if let Some(sw) = &s.sweep_in_progress {
-                        println!("    in progress:    {sw} (the next run continues it)");
+                        writeln!(out, "    in progress:    {sw} (the next run continues it)")?;
                     }
                 }
                 "subresources" => {
-                    println!(
+                    writeln!(
+                        out,
                         "    mirrored:       {} tasks, {} notes, {} appointments",
                         h.tasks, h.notes, h.appointments
-                    );
+                    )?;
                     for (kind, due, oldest) in &h.freshness {
-                        println!(
+                        writeln!(
+                            out,
                             "    {:<15} {due} contacts due, oldest fetch {}",
                             format!("{}:", kind.as_str()),
                             oldest.as_deref().map_or("never".into(), |t| format!(
                                 "{t} ({} ago)",
                                 age(t).unwrap_or_default()
                             ))
-                        );
+                        )?;
                     }
                 }
-                _ => println!(
+                _ => writeln!(
+                    out,
                     "    mirrored:       {} businesses, {} business-contact links",
                     h.businesses, h.business_links
-                ),
+                )?,
             }
             match &s.last_run {
                 Some(r) => {
-                    println!(
+                    writeln!(
+                        out,
                         "    last run:       #{} {} {} started {} ({} pages, {} received, {} new, {} updated, {} tombstoned, {} requests)",
                         r.id,
                         r.mode,
@@ -776,22 +792,24 @@ async fn run_status(config: &Config) -> Result<ExitCode> {
                         r.updated,
                         r.tombstoned,
                         r.requests
-                    );
+                    )?;
                     if let Some(e) = &r.error {
-                        println!("    last error:     {e}");
+                        writeln!(out, "    last error:     {e}")?;
                     }
                 }
-                None => println!("    last run:       none"),
+                None => writeln!(out, "    last run:       none")?,
             }
-            println!(
+            writeln!(
+                out,
                 "    last success:   {}",
                 match s.last_success_end.as_deref() {
                     Some(t) => format!("{t} ({} ago)", age(t).unwrap_or_default()),
                     None => "never".into(),
                 }
-            );
+            )?;
         }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -809,7 +827,7 @@ fn run_sql(config: &Config, a: &SqlArgs) -> Result<ExitCode> {
         ),
         e => e.into(),
     })?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     crate::output::write(&mut out, &table, a.format).context("cannot write the results")?;
     out.flush().context("cannot write the results")?;
     if table.truncated {

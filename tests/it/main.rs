@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod errors;
 mod kit;
+mod pipes;
 mod query_cli;
 mod serve;
 mod subs;
