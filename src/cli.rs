@@ -61,7 +61,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Show each location's and stream's last run, counts, watermark, quota and staleness.
     Status,
-    /// Run one read-only SQL query on the mirror (writes are refused).
+    /// Create the mirror file, or bring an existing one to this version's schema (`sync` and
+    /// `daemon` do this too; the reading commands only open a mirror that is up to date).
+    Migrate,
+    /// Run one read-only SQL query on the mirror: SELECT, WITH and reporting PRAGMAs
+    /// (writes, ATTACH and VACUUM are refused), stopped after `--timeout`.
     Sql(SqlArgs),
     /// Show, list or search the mirrored contacts (reads the mirror only; no token needed).
     #[command(subcommand)]
@@ -138,6 +142,9 @@ pub struct SqlArgs {
     /// At most this many rows (a note on stderr says when more were left out).
     #[arg(long, default_value_t = 10_000)]
     pub limit: usize,
+    /// Stop the query after this long, e.g. "30s", "2m" (default: `[sql] timeout`, 5s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -228,6 +235,10 @@ async fn run_async(cli: Cli) -> Result<ExitCode> {
             let config = load_config_with(&cli, &NoTokensNeeded)?;
             run_status(&config).await
         }
+        Command::Migrate => {
+            let config = load_config_with(&cli, &NoTokensNeeded)?;
+            run_migrate(&config)
+        }
         Command::Sql(a) => {
             let config = load_config_with(&cli, &NoTokensNeeded)?;
             run_sql(&config, a)
@@ -272,8 +283,32 @@ fn load_config_with(cli: &Cli, env: &dyn crate::config::Env) -> Result<Config> {
     Ok(config)
 }
 
+/// Opens (creating or migrating) the mirror: for the commands that sync.
 fn open_store(path: &Path) -> Result<Store> {
     Ok(Store::open(path)?)
+}
+
+/// Opens an existing mirror read-only: for the commands that only read it.
+fn open_read_only(path: &Path) -> Result<Store> {
+    Ok(Store::open_read_only(path)?)
+}
+
+/// `migrate`: creates the mirror file, or brings it to this version's schema.
+fn run_migrate(config: &Config) -> Result<ExitCode> {
+    let path = &config.database;
+    let before = Store::contents_of(path)?;
+    drop(open_store(path)?);
+    let current = crate::store::current_schema_version();
+    let what = match before {
+        None => "created".to_string(),
+        Some(crate::store::Contents::Empty) => "set up in the empty file".to_string(),
+        Some(crate::store::Contents::Mirror(v)) if v == current => "already up to date".to_string(),
+        Some(crate::store::Contents::Mirror(v)) => format!("migrated from version {v}"),
+    };
+    let mut out = crate::output::stdout();
+    writeln!(out, "{}: schema version {current} ({what})", path.display())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The engine's options from the config.
@@ -513,7 +548,7 @@ async fn start_api(
 }
 
 async fn run_serve(config: &Config, a: &ServeArgs) -> Result<ExitCode> {
-    let store = open_store(&config.database)?;
+    let store = open_read_only(&config.database)?;
     let stop = stop_on_signals();
     start_api(config, &store, a.listen, stop).await?.await??;
     Ok(ExitCode::SUCCESS)
@@ -683,13 +718,7 @@ impl ProgressUi {
 }
 
 async fn run_status(config: &Config) -> Result<ExitCode> {
-    if !config.database.exists() {
-        bail!(
-            "no mirror at {}: run `ghl-mirror sync` first (or pass --db / set database.path)",
-            config.database.display()
-        );
-    }
-    let store = open_store(&config.database)?;
+    let store = open_read_only(&config.database)?;
     let rows = store.status()?;
     let mut out = crate::output::stdout();
     if rows.is_empty() {
@@ -814,14 +843,9 @@ async fn run_status(config: &Config) -> Result<ExitCode> {
 }
 
 fn run_sql(config: &Config, a: &SqlArgs) -> Result<ExitCode> {
-    if !config.database.exists() {
-        bail!(
-            "no mirror at {}: run `ghl-mirror sync` first (or pass --db / set database.path)",
-            config.database.display()
-        );
-    }
-    let store = open_store(&config.database)?;
-    let table = store.query_table(&a.query, a.limit).map_err(|e| match e {
+    let store = open_read_only(&config.database)?;
+    let timeout = a.timeout.unwrap_or(config.sql.timeout);
+    let table = store.query_guarded(&a.query, a.limit, timeout).map_err(|e| match e {
         crate::store::StoreError::Sqlite { source, .. } => anyhow::anyhow!(
             "the query failed: {source}. Tables and views are listed by `ghl-mirror sql \"SELECT name, type FROM sqlite_schema\"`"
         ),

@@ -12,7 +12,7 @@
 //! a symlink's target is replaced and the link kept; a FIFO or character device (`/dev/stdout`)
 //! is written directly.
 
-use super::open_store;
+use super::open_read_only;
 use crate::config::Config;
 use crate::model::query::{
     ContactQuery, Field, Filter, Op, Operand, Range, Sort, SortField, SortValue,
@@ -462,15 +462,10 @@ pub fn run_export(config: &Config, a: &ExportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The mirror, which must exist: the read commands never create an empty one.
+/// The mirror, which must exist, opened read-only: the read commands never create, migrate or
+/// change one.
 fn open_mirror(config: &Config) -> Result<Store> {
-    if !config.database.exists() {
-        bail!(
-            "no mirror at {}: run `ghl-mirror sync` first (or pass --db / set database.path)",
-            config.database.display()
-        );
-    }
-    open_store(&config.database)
+    open_read_only(&config.database)
 }
 
 /// The location asked for, which must be mirrored; `None` for all.

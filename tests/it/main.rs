@@ -8,6 +8,7 @@ mod errors;
 mod kit;
 mod pipes;
 mod query_cli;
+mod read_only;
 mod serve;
 mod subs;
 mod sync;
