@@ -3,6 +3,7 @@
 //! limit; `migrate` brings an older mirror up to date.
 
 use crate::cli::{bin, text};
+use crate::kit::{LOC, TOKEN};
 use crate::query_cli::{mirror, ok};
 use ghl_mirror::store::{create_at_version, current_schema_version};
 use rusqlite::Connection;
@@ -358,4 +359,73 @@ async fn sql_refuses_attach_vacuum_and_writing_pragmas_and_stops_a_runaway_query
     let out = sql(&["SELECT COUNT(*) AS n FROM contacts WHERE deleted_at IS NULL"]).await;
     assert_eq!(text(&out.stdout), "n\n15\n");
     assert_eq!(std::fs::read(&db).unwrap()[..100], header[..]);
+}
+
+#[tokio::test]
+async fn serve_answers_from_a_read_only_mirror_while_a_sync_writes_it() {
+    use tokio::io::AsyncBufReadExt;
+    let (k, cfg) = mirror(40, CONTACTS_ONLY).await;
+    let dir = k.dir.path().join("served");
+    let db = synced(&cfg, &dir, "m.db").await;
+    let mut c = bin();
+    c.arg("--db")
+        .arg(&db)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped());
+    let mut c = tokio::process::Command::from(c);
+    let mut server = c.kill_on_drop(true).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
+    let http = reqwest::Client::new();
+    let get = |id: String| {
+        let (http, addr) = (http.clone(), addr.clone());
+        async move {
+            http.get(format!("http://{addr}/contacts/{id}"))
+                .header("Version", "2021-07-28")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let known = k.sandbox.live_contact_ids(LOC)[0].clone();
+    assert_eq!(get(known.clone()).await.status(), 200);
+
+    // A new contact upstream; a sync writes it while the server keeps answering.
+    let new = k.sandbox.create_contact(LOC);
+    assert_ne!(get(new.clone()).await.status(), 200, "not mirrored yet");
+    let mut sync = bin();
+    sync.arg("--config")
+        .arg(&cfg)
+        .arg("--db")
+        .arg(&db)
+        .args(["sync", "--full"])
+        .env("TEST_TOKEN", TOKEN);
+    let mut sync = tokio::process::Command::from(sync);
+    let mut sync = sync.kill_on_drop(true).spawn().unwrap();
+    let mut answered = 0;
+    let status = loop {
+        tokio::select! {
+            status = sync.wait() => break status.unwrap(),
+            r = get(known.clone()) => {
+                assert_eq!(r.status(), 200, "while the sync writes");
+                answered += 1;
+            }
+        }
+    };
+    assert!(status.success());
+    assert!(answered > 0);
+    let r = get(new.clone()).await;
+    assert_eq!(r.status(), 200, "the server reads what the sync wrote");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["contact"]["id"], new.as_str());
 }
