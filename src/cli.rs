@@ -143,8 +143,17 @@ pub struct SqlArgs {
     #[arg(long, default_value_t = 10_000)]
     pub limit: usize,
     /// Stop the query after this long, e.g. "30s", "2m" (default: `[sql] timeout`, 5s).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = positive_duration)]
     pub timeout: Option<Duration>,
+}
+
+/// A duration above zero ("30s", "2m").
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be greater than zero, e.g. 30s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e}; write e.g. 30s or 2m")),
+    }
 }
 
 #[derive(Args, Debug)]

@@ -345,6 +345,13 @@ async fn sql_refuses_attach_vacuum_and_writing_pragmas_and_stops_a_runaway_query
         );
     }
 
+    let out = sql(&["SELECT 1", "--timeout", "0s"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a usage error: {}",
+        text(&out.stderr)
+    );
     let out = sql(&["PRAGMA table_info(contacts)", "--format", "csv"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
