@@ -515,9 +515,12 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
         reports.extend(r.await.context("a sync task panicked")?);
     }
     progress.finish();
-    for r in &reports {
-        println!("{}", summary_line(r));
-    }
+    // A closed stdout must neither panic nor hide the runs' exit code.
+    let mut out = crate::output::stdout();
+    let _ = reports
+        .iter()
+        .try_for_each(|r| writeln!(out, "{}", summary_line(r)))
+        .and_then(|()| out.flush());
     Ok(if refused {
         ExitCode::from(1)
     } else {

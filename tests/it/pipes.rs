@@ -209,3 +209,32 @@ async fn an_export_through_a_symlink_replaces_its_target_and_keeps_the_link() {
         "still a FIFO"
     );
 }
+
+#[tokio::test]
+async fn sync_with_its_stdout_closed_keeps_its_exit_code_and_does_not_panic() {
+    let k = kit(30).await;
+    let cfg =
+        crate::query_cli::write_config(k.dir.path(), &k.sandbox.base_url(), CONTACTS_ONLY, &[LOC]);
+    let mut c = bin();
+    c.arg("--config")
+        .arg(&cfg)
+        .arg("sync")
+        .env("TEST_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = c.spawn().unwrap();
+        // The reader is gone before the summary line is written.
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+    k.assert_mirrors(LOC);
+}
