@@ -61,7 +61,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Show each location's and stream's last run, counts, watermark, quota and staleness.
     Status,
-    /// Run one read-only SQL query on the mirror (writes are refused).
+    /// Create the mirror file, or bring an existing one to this version's schema (`sync` and
+    /// `daemon` do this too; the reading commands only open a mirror that is up to date).
+    Migrate,
+    /// Run one read-only SQL query on the mirror: SELECT, WITH and reporting PRAGMAs
+    /// (writes, ATTACH and VACUUM are refused), stopped after `--timeout`.
     Sql(SqlArgs),
     /// Show, list or search the mirrored contacts (reads the mirror only; no token needed).
     #[command(subcommand)]
@@ -138,6 +142,18 @@ pub struct SqlArgs {
     /// At most this many rows (a note on stderr says when more were left out).
     #[arg(long, default_value_t = 10_000)]
     pub limit: usize,
+    /// Stop the query after this long, e.g. "30s", "2m" (default: `[sql] timeout`, 5s).
+    #[arg(long, value_parser = positive_duration)]
+    pub timeout: Option<Duration>,
+}
+
+/// A duration above zero ("30s", "2m").
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be greater than zero, e.g. 30s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e}; write e.g. 30s or 2m")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -201,7 +217,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(run_async(cli))
+    match rt.block_on(run_async(cli)) {
+        // A reader that stopped reading (`| head`) ends the output, not in an error.
+        Err(_) if crate::output::reader_gone() => Ok(ExitCode::SUCCESS),
+        r => r,
+    }
 }
 
 async fn run_async(cli: Cli) -> Result<ExitCode> {
@@ -223,6 +243,10 @@ async fn run_async(cli: Cli) -> Result<ExitCode> {
         Command::Status => {
             let config = load_config_with(&cli, &NoTokensNeeded)?;
             run_status(&config).await
+        }
+        Command::Migrate => {
+            let config = load_config_with(&cli, &NoTokensNeeded)?;
+            run_migrate(&config)
         }
         Command::Sql(a) => {
             let config = load_config_with(&cli, &NoTokensNeeded)?;
@@ -268,8 +292,32 @@ fn load_config_with(cli: &Cli, env: &dyn crate::config::Env) -> Result<Config> {
     Ok(config)
 }
 
+/// Opens (creating or migrating) the mirror: for the commands that sync.
 fn open_store(path: &Path) -> Result<Store> {
     Ok(Store::open(path)?)
+}
+
+/// Opens an existing mirror read-only: for the commands that only read it.
+fn open_read_only(path: &Path) -> Result<Store> {
+    Ok(Store::open_read_only(path)?)
+}
+
+/// `migrate`: creates the mirror file, or brings it to this version's schema.
+fn run_migrate(config: &Config) -> Result<ExitCode> {
+    let path = &config.database;
+    let before = Store::contents_of(path)?;
+    drop(open_store(path)?);
+    let current = crate::store::current_schema_version();
+    let what = match before {
+        None => "created".to_string(),
+        Some(crate::store::Contents::Empty) => "set up in the empty file".to_string(),
+        Some(crate::store::Contents::Mirror(v)) if v == current => "already up to date".to_string(),
+        Some(crate::store::Contents::Mirror(v)) => format!("migrated from version {v}"),
+    };
+    let mut out = crate::output::stdout();
+    writeln!(out, "{}: schema version {current} ({what})", path.display())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The engine's options from the config.
@@ -467,9 +515,12 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
         reports.extend(r.await.context("a sync task panicked")?);
     }
     progress.finish();
-    for r in &reports {
-        println!("{}", summary_line(r));
-    }
+    // A closed stdout must neither panic nor hide the runs' exit code.
+    let mut out = crate::output::stdout();
+    let _ = reports
+        .iter()
+        .try_for_each(|r| writeln!(out, "{}", summary_line(r)))
+        .and_then(|()| out.flush());
     Ok(if refused {
         ExitCode::from(1)
     } else {
@@ -509,7 +560,7 @@ async fn start_api(
 }
 
 async fn run_serve(config: &Config, a: &ServeArgs) -> Result<ExitCode> {
-    let store = open_store(&config.database)?;
+    let store = open_read_only(&config.database)?;
     let stop = stop_on_signals();
     start_api(config, &store, a.listen, stop).await?.await??;
     Ok(ExitCode::SUCCESS)
@@ -679,16 +730,15 @@ impl ProgressUi {
 }
 
 async fn run_status(config: &Config) -> Result<ExitCode> {
-    if !config.database.exists() {
-        bail!(
-            "no mirror at {}: run `ghl-mirror sync` first (or pass --db / set database.path)",
-            config.database.display()
-        );
-    }
-    let store = open_store(&config.database)?;
+    let store = open_read_only(&config.database)?;
     let rows = store.status()?;
+    let mut out = crate::output::stdout();
     if rows.is_empty() {
-        println!("{}: no locations synced yet", config.database.display());
+        writeln!(
+            out,
+            "{}: no locations synced yet",
+            config.database.display()
+        )?;
     }
     let now = now_ms();
     let mut by_location: Vec<(String, Vec<crate::store::StreamStatus>)> = Vec::new();
@@ -712,59 +762,66 @@ async fn run_status(config: &Config) -> Result<ExitCode> {
             .as_ref()
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
-        println!("location {location}{name}: {}", health(&streams));
-        println!(
+        writeln!(out, "location {location}{name}: {}", health(&streams))?;
+        writeln!(
+            out,
             "  requests today: {} (daily quota left: {})",
             first.requests_today,
             first
                 .daily_remaining
                 .map_or("unknown".into(), |d| d.to_string())
-        );
+        )?;
         let h = store.holdings(&location)?;
         for s in &streams {
             if s.last_run.is_none() && s.watermark_ms.is_none() && s.stream != "contacts" {
                 continue;
             }
-            println!("  {}:", s.stream);
+            writeln!(out, "  {}:", s.stream)?;
             match s.stream.as_str() {
                 "contacts" => {
-                    println!(
+                    writeln!(
+                        out,
                         "    mirrored:       {} live, {} tombstoned",
                         s.live, s.tombstoned
-                    );
-                    println!(
+                    )?;
+                    writeln!(
+                        out,
                         "    watermark:      {}",
                         s.watermark_ms
                             .map_or("none (no sweep completed)".into(), iso_from_ms)
-                    );
+                    )?;
                     if let Some(sw) = &s.sweep_in_progress {
-                        println!("    in progress:    {sw} (the next run continues it)");
+                        writeln!(out, "    in progress:    {sw} (the next run continues it)")?;
                     }
                 }
                 "subresources" => {
-                    println!(
+                    writeln!(
+                        out,
                         "    mirrored:       {} tasks, {} notes, {} appointments",
                         h.tasks, h.notes, h.appointments
-                    );
+                    )?;
                     for (kind, due, oldest) in &h.freshness {
-                        println!(
+                        writeln!(
+                            out,
                             "    {:<15} {due} contacts due, oldest fetch {}",
                             format!("{}:", kind.as_str()),
                             oldest.as_deref().map_or("never".into(), |t| format!(
                                 "{t} ({} ago)",
                                 age(t).unwrap_or_default()
                             ))
-                        );
+                        )?;
                     }
                 }
-                _ => println!(
+                _ => writeln!(
+                    out,
                     "    mirrored:       {} businesses, {} business-contact links",
                     h.businesses, h.business_links
-                ),
+                )?,
             }
             match &s.last_run {
                 Some(r) => {
-                    println!(
+                    writeln!(
+                        out,
                         "    last run:       #{} {} {} started {} ({} pages, {} received, {} new, {} updated, {} tombstoned, {} requests)",
                         r.id,
                         r.mode,
@@ -776,40 +833,37 @@ async fn run_status(config: &Config) -> Result<ExitCode> {
                         r.updated,
                         r.tombstoned,
                         r.requests
-                    );
+                    )?;
                     if let Some(e) = &r.error {
-                        println!("    last error:     {e}");
+                        writeln!(out, "    last error:     {e}")?;
                     }
                 }
-                None => println!("    last run:       none"),
+                None => writeln!(out, "    last run:       none")?,
             }
-            println!(
+            writeln!(
+                out,
                 "    last success:   {}",
                 match s.last_success_end.as_deref() {
                     Some(t) => format!("{t} ({} ago)", age(t).unwrap_or_default()),
                     None => "never".into(),
                 }
-            );
+            )?;
         }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn run_sql(config: &Config, a: &SqlArgs) -> Result<ExitCode> {
-    if !config.database.exists() {
-        bail!(
-            "no mirror at {}: run `ghl-mirror sync` first (or pass --db / set database.path)",
-            config.database.display()
-        );
-    }
-    let store = open_store(&config.database)?;
-    let table = store.query_table(&a.query, a.limit).map_err(|e| match e {
+    let store = open_read_only(&config.database)?;
+    let timeout = a.timeout.unwrap_or(config.sql.timeout);
+    let table = store.query_guarded(&a.query, a.limit, timeout).map_err(|e| match e {
         crate::store::StoreError::Sqlite { source, .. } => anyhow::anyhow!(
             "the query failed: {source}. Tables and views are listed by `ghl-mirror sql \"SELECT name, type FROM sqlite_schema\"`"
         ),
         e => e.into(),
     })?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     crate::output::write(&mut out, &table, a.format).context("cannot write the results")?;
     out.flush().context("cannot write the results")?;
     if table.truncated {

@@ -61,6 +61,7 @@ pub struct Config {
     pub budget: BudgetConfig,
     pub schedule: ScheduleConfig,
     pub serve: ServeConfig,
+    pub sql: SqlConfig,
     /// `None`: no `[oauth]` section (Private Integration Tokens only).
     pub oauth: Option<OAuthConfig>,
     pub locations: Vec<LocationConfig>,
@@ -140,6 +141,13 @@ pub struct ServeConfig {
     pub token_env: String,
     /// Required of every request when set; `serve` refuses to listen beyond loopback without it.
     pub token: Option<SecretString>,
+}
+
+/// `ghl-mirror sql`.
+#[derive(Clone, Debug)]
+pub struct SqlConfig {
+    /// A query still running after this long is stopped (`--timeout` overrides it).
+    pub timeout: Duration,
 }
 
 /// Each contact's tasks, notes and appointments.
@@ -236,6 +244,7 @@ struct RawConfig {
     budget: RawBudget,
     schedule: RawSchedule,
     serve: RawServe,
+    sql: RawSql,
     oauth: Option<RawOAuth>,
     locations: Vec<RawLocation>,
 }
@@ -289,6 +298,23 @@ impl Default for RawServe {
         }
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSql {
+    timeout: String,
+}
+
+impl Default for RawSql {
+    fn default() -> Self {
+        RawSql {
+            timeout: DEFAULT_SQL_TIMEOUT.into(),
+        }
+    }
+}
+
+/// How long `sql` lets a query run by default.
+pub const DEFAULT_SQL_TIMEOUT: &str = "5s";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -556,6 +582,13 @@ impl Config {
             },
             schedule: validate_schedule(raw.schedule)?,
             serve: validate_serve(raw.serve, env)?,
+            sql: SqlConfig {
+                timeout: at_most(
+                    "sql.timeout",
+                    positive_duration("sql.timeout", &raw.sql.timeout)?,
+                    86_400,
+                )?,
+            },
         })
     }
 }
@@ -1004,6 +1037,19 @@ mod tests {
         assert_eq!(c.upstream.burst_max, 100);
         assert_eq!(c.sync.page_limit, 500);
         assert!(c.locations.is_empty());
+    }
+
+    #[test]
+    fn sql_queries_stop_after_five_seconds_unless_the_config_says_otherwise() {
+        let c = Config::load(None, &env(&[])).unwrap();
+        assert_eq!(c.sql.timeout, Duration::from_secs(5));
+        let c = Config::from_toml("[sql]\ntimeout = \"90s\"\n", &env(&[])).unwrap();
+        assert_eq!(c.sql.timeout, Duration::from_secs(90));
+        for bad in ["0s", "soon", "3d"] {
+            let e =
+                Config::from_toml(&format!("[sql]\ntimeout = {bad:?}\n"), &env(&[])).unwrap_err();
+            assert!(e.to_string().contains("sql.timeout"), "{bad}: {e}");
+        }
     }
 
     #[test]

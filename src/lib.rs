@@ -8,7 +8,9 @@
 //!   HighLevel's JSON.
 //! - `store`    SQLite: open + migrate (`migrations/`), page commits with their cursor,
 //!   tombstones, run history, read queries (`store::read` compiles a `ContactQuery` to SQL and
-//!   runs full-text search; `store::listing` streams tasks, notes and appointments);
+//!   runs full-text search; `store::listing` streams tasks, notes and appointments;
+//!   `store::open` tells a mirror from another file and opens one read-only for the reading
+//!   commands; `store::guard` is `sql`'s authorizer and time limit);
 //!   `store::tokens` is the OAuth token store, a separate owner-only file.
 //! - `auth`     OAuth tokens that never lock the user out: refresh single-flight across tasks
 //!   and processes, durable before use, crash recovery, agency-minted location tokens; it

@@ -7,6 +7,45 @@ use crate::store::Table;
 use serde::Serialize;
 use serde_json::Value;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once a write through [`Watched`] found the reading end of its pipe closed.
+static READER_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Standard output for results, buffered and [`Watched`].
+pub fn stdout() -> io::BufWriter<Watched<io::StdoutLock<'static>>> {
+    io::BufWriter::with_capacity(64 * 1024, Watched(io::stdout().lock()))
+}
+
+/// Whether a reader closed a pipe (stdout, or a FIFO written directly) that [`Watched`] wrote
+/// to: the command then ends quietly with success, as ripgrep does, instead of reporting it.
+pub fn reader_gone() -> bool {
+    READER_GONE.load(Ordering::Relaxed)
+}
+
+/// A writer that remembers a closed pipe (`| head`); writes fail with `BrokenPipe` as usual.
+pub struct Watched<W: Write>(pub W);
+
+impl<W: Write> Watched<W> {
+    fn watch<T>(r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r
+            && e.kind() == io::ErrorKind::BrokenPipe
+        {
+            READER_GONE.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<W: Write> Write for Watched<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Self::watch(self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Self::watch(self.0.flush())
+    }
+}
 
 /// How results are written.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

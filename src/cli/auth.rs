@@ -522,7 +522,7 @@ fn status(config: &Config) -> Result<ExitCode> {
         println!("no location configured and no OAuth grant stored");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     for r in &rows {
         writeln!(
             out,
@@ -530,6 +530,7 @@ fn status(config: &Config) -> Result<ExitCode> {
             r.who, r.kind, r.scopes, r.expires, r.health
         )?;
     }
+    out.flush()?;
     Ok(if rows.iter().any(|r| r.bad) {
         ExitCode::FAILURE
     } else {

@@ -6,10 +6,13 @@
 //! Contacts come out as HighLevel's JSON in JSON and NDJSON (without the `searchAfter` that the
 //! search endpoint adds) and as flat columns in the table and CSV; tasks, notes and appointments
 //! as flat columns with their contact's id and name in every format. An export streams every
-//! matching row into a temporary file beside the target and renames it over the target only when
-//! complete, so a failure never leaves half a file or destroys the previous one.
+//! matching row to standard output (`--out -` or no `--out`), or into a temporary file beside
+//! the target and renames it over the target only when complete, so a failure never leaves half
+//! a file or destroys the previous one. Only a regular file (or nothing) is ever renamed over:
+//! a symlink's target is replaced and the link kept; a FIFO or character device (`/dev/stdout`)
+//! is written directly.
 
-use super::open_store;
+use super::open_read_only;
 use crate::config::Config;
 use crate::model::query::{
     ContactQuery, Field, Filter, Op, Operand, Range, Sort, SortField, SortValue,
@@ -235,10 +238,13 @@ pub enum ExportWhat {
 /// Where an export goes.
 #[derive(Args, Debug)]
 pub struct ExportTo {
-    /// The file to write; an existing one is replaced only once the export is complete.
+    /// The file to write, or `-` for standard output (the default). An existing file is
+    /// replaced only once the export is complete (through a symlink, the file it points to);
+    /// a FIFO or device such as /dev/stdout is written directly.
     #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
-    /// File format (default: from the extension: .csv, .json, .ndjson or .jsonl; else csv).
+    pub out: Option<PathBuf>,
+    /// Format (default: from the --out extension: .csv, .json, .ndjson or .jsonl; else, and on
+    /// standard output, csv).
     #[arg(long, value_enum)]
     pub format: Option<ExportFormat>,
 }
@@ -330,11 +336,11 @@ fn parse_when_at(s: &str, now_ms: i64) -> Result<When, String> {
 
 pub fn run_contacts(config: &Config, cmd: &ContactsCommand) -> Result<ExitCode> {
     let store = open_mirror(config)?;
-    quiet_when_stdout_closes(match cmd {
+    match cmd {
         ContactsCommand::Get(a) => contact_get(&store, a),
         ContactsCommand::List(a) => contact_list(&store, a),
         ContactsCommand::Search(a) => contact_search(&store, a),
-    })
+    }
 }
 
 pub fn run_tasks(config: &Config, cmd: &TasksCommand) -> Result<ExitCode> {
@@ -344,7 +350,7 @@ pub fn run_tasks(config: &Config, cmd: &TasksCommand) -> Result<ExitCode> {
         &a.filters,
         locations(&store, a.filters.location.as_deref())?,
     );
-    quiet_when_stdout_closes(print_rows(
+    print_rows(
         &a.output,
         &TASK_COLUMNS,
         task_cells,
@@ -353,7 +359,7 @@ pub fn run_tasks(config: &Config, cmd: &TasksCommand) -> Result<ExitCode> {
             f.limit = limit;
             store.each_task(&f, visit)
         },
-    ))
+    )
 }
 
 pub fn run_notes(config: &Config, cmd: &NotesCommand) -> Result<ExitCode> {
@@ -364,7 +370,7 @@ pub fn run_notes(config: &Config, cmd: &NotesCommand) -> Result<ExitCode> {
         locations(&store, a.filters.location.as_deref())?,
     );
     f.order = NoteOrder::Newest;
-    quiet_when_stdout_closes(print_rows(
+    print_rows(
         &a.output,
         &NOTE_COLUMNS,
         note_cells,
@@ -373,7 +379,7 @@ pub fn run_notes(config: &Config, cmd: &NotesCommand) -> Result<ExitCode> {
             f.limit = limit;
             store.each_note(&f, visit)
         },
-    ))
+    )
 }
 
 pub fn run_appointments(config: &Config, cmd: &AppointmentsCommand) -> Result<ExitCode> {
@@ -383,7 +389,7 @@ pub fn run_appointments(config: &Config, cmd: &AppointmentsCommand) -> Result<Ex
         &a.filters,
         locations(&store, a.filters.location.as_deref())?,
     );
-    quiet_when_stdout_closes(print_rows(
+    print_rows(
         &a.output,
         &APPOINTMENT_COLUMNS,
         appointment_cells,
@@ -392,7 +398,7 @@ pub fn run_appointments(config: &Config, cmd: &AppointmentsCommand) -> Result<Ex
             f.limit = limit;
             store.each_appointment(&f, visit)
         },
-    ))
+    )
 }
 
 pub fn run_export(config: &Config, a: &ExportArgs) -> Result<ExitCode> {
@@ -403,17 +409,24 @@ pub fn run_export(config: &Config, a: &ExportArgs) -> Result<ExitCode> {
         ExportWhat::Notes { to, filters } => (to, &filters.location),
         ExportWhat::Appointments { to, filters } => (to, &filters.location),
     };
-    let format = to.format.unwrap_or_else(|| ExportFormat::for_path(&to.out));
+    let dest = Destination::of(to.out.as_deref())?;
+    let format = to.format.unwrap_or(match &dest {
+        Destination::Stdout => ExportFormat::Csv,
+        _ => to
+            .out
+            .as_deref()
+            .map_or(ExportFormat::Csv, ExportFormat::for_path),
+    });
     // Everything is checked before the file is created.
     let locs = locations(&store, location.as_deref())?;
-    let target = AtomicFile::create(&to.out)?;
+    let target = ExportSink::open(dest)?;
     let (what, columns): (&str, &[&str]) = match &a.what {
         ExportWhat::Contacts { .. } => ("contacts", &CONTACT_COLUMNS),
         ExportWhat::Tasks { .. } => ("tasks", &TASK_COLUMNS),
         ExportWhat::Notes { .. } => ("notes", &NOTE_COLUMNS),
         ExportWhat::Appointments { .. } => ("appointments", &APPOINTMENT_COLUMNS),
     };
-    let mut w = RecordWriter::new(BufWriter::new(target.file()), format.into(), names(columns))
+    let mut w = RecordWriter::new(target.writer(), format.into(), names(columns))
         .with_context(|| target.write_failed())?;
     // One location after another: each is read in an index's order, so nothing is sorted.
     for l in locs {
@@ -443,34 +456,16 @@ pub fn run_export(config: &Config, a: &ExportArgs) -> Result<ExitCode> {
     w.finish()
         .map(drop)
         .with_context(|| target.write_failed())?;
-    target.commit()?;
-    eprintln!("exported {rows} {what} to {} ({format})", to.out.display());
+    if let Some(path) = target.commit()? {
+        eprintln!("exported {rows} {what} to {} ({format})", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A reader that stopped reading (`| head`) ends the output, not in an error.
-fn quiet_when_stdout_closes(r: Result<ExitCode>) -> Result<ExitCode> {
-    let closed = |e: &anyhow::Error| {
-        e.chain().any(|c| {
-            c.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-        })
-    };
-    match r {
-        Err(e) if closed(&e) => Ok(ExitCode::SUCCESS),
-        r => r,
-    }
-}
-
-/// The mirror, which must exist: the read commands never create an empty one.
+/// The mirror, which must exist, opened read-only: the read commands never create, migrate or
+/// change one.
 fn open_mirror(config: &Config) -> Result<Store> {
-    if !config.database.exists() {
-        bail!(
-            "no mirror at {}: run `ghl-mirror sync` first (or pass --db / set database.path)",
-            config.database.display()
-        );
-    }
-    open_store(&config.database)
+    open_read_only(&config.database)
 }
 
 /// The location asked for, which must be mirrored; `None` for all.
@@ -522,7 +517,7 @@ fn contact_get(store: &Store, a: &ContactGetArgs) -> Result<ExitCode> {
         );
     };
     let doc = ContactDoc::parse(&found.raw)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     let written = match a.format {
         Format::Table => write_pairs(&mut out, &doc.pairs()),
         Format::Json => serde_json::to_writer_pretty(&mut out, &doc.fields)
@@ -569,7 +564,7 @@ fn contact_list(store: &Store, a: &ContactListArgs) -> Result<ExitCode> {
     hits.sort_by(|(_, x), (_, y)| updated(y).cmp(&updated(x)).then_with(|| y.id.cmp(&x.id)));
     hits.truncate(limit);
     let mut out = RecordWriter::new(
-        std::io::stdout().lock(),
+        crate::output::stdout(),
         a.output.format,
         names(&CONTACT_COLUMNS),
     )
@@ -601,7 +596,7 @@ fn contact_search(store: &Store, a: &ContactSearchArgs) -> Result<ExitCode> {
             ),
             TextQueryError::Store(e) => e.into(),
         })?;
-    let mut out = RecordWriter::new(std::io::stdout().lock(), a.format, names(&SEARCH_COLUMNS))
+    let mut out = RecordWriter::new(crate::output::stdout(), a.format, names(&SEARCH_COLUMNS))
         .context(WRITE_FAILED)?;
     for (rank, h) in found.hits.iter().enumerate() {
         let doc = ContactDoc::parse(&h.raw)?;
@@ -753,7 +748,7 @@ fn print_rows<R>(
     list: impl FnOnce(Option<usize>, &mut dyn FnMut(R) -> ControlFlow<()>) -> Result<(), StoreError>,
 ) -> Result<ExitCode> {
     let limit = usize::try_from(output.limit).unwrap_or(usize::MAX);
-    let mut w = RecordWriter::new(std::io::stdout().lock(), output.format, names(columns))
+    let mut w = RecordWriter::new(crate::output::stdout(), output.format, names(columns))
         .context(WRITE_FAILED)?;
     let more = write_rows(&mut w, Some(limit), cells, |visit| {
         list(Some(limit.saturating_add(1)), visit)
@@ -797,7 +792,7 @@ impl RowsError {
         }
     }
 
-    fn in_file(self, target: &AtomicFile) -> anyhow::Error {
+    fn in_file(self, target: &ExportSink) -> anyhow::Error {
         match self {
             RowsError::Store(e) => e.into(),
             RowsError::Write(e) => anyhow::Error::from(e).context(target.write_failed()),
@@ -1034,6 +1029,141 @@ fn flat(v: &RawValue) -> Option<String> {
     }
 }
 
+/// Where `--out` leads.
+#[derive(Debug, PartialEq, Eq)]
+enum Destination {
+    /// Standard output (`-`, or no `--out`).
+    Stdout,
+    /// A FIFO, character device or `/proc` file descriptor (`/dev/stdout`): written in place.
+    Direct(PathBuf),
+    /// A regular file, or nothing yet, at the end of any symlinks: replaced when complete.
+    Replace(PathBuf),
+}
+
+/// Symlinks followed at most (Linux's own limit).
+const MAX_LINKS: usize = 40;
+
+impl Destination {
+    /// Follows `--out` through its symlinks, one at a time, to what it names. A link through
+    /// `/proc` (`/dev/stdout`, `/dev/fd/1`) names an open file of this process, whatever kind:
+    /// it is written in place, never replaced.
+    fn of(out: Option<&Path>) -> Result<Destination> {
+        let Some(out) = out.filter(|p| p.as_os_str() != "-") else {
+            return Ok(Destination::Stdout);
+        };
+        let mut at = out.to_path_buf();
+        for _ in 0..=MAX_LINKS {
+            if at.starts_with("/proc") {
+                return Ok(Destination::Direct(out.to_path_buf()));
+            }
+            let meta = match std::fs::symlink_metadata(&at) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(Destination::Replace(at));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot look at --out {}: check the path", at.display())
+                    });
+                }
+            };
+            let kind = meta.file_type();
+            if kind.is_symlink() {
+                let next = std::fs::read_link(&at)
+                    .with_context(|| format!("cannot read the symlink --out {}", at.display()))?;
+                at = match at.parent() {
+                    Some(dir) => dir.join(next),
+                    None => next,
+                };
+            } else if kind.is_file() {
+                return Ok(Destination::Replace(at));
+            } else if kind.is_dir() {
+                bail!(
+                    "--out {} is a directory: cannot replace a directory with the export; name a file in it",
+                    at.display()
+                );
+            } else if writable_in_place(&kind) {
+                return Ok(Destination::Direct(out.to_path_buf()));
+            } else {
+                bail!(
+                    "--out {} is neither a file, a FIFO nor a character device: refusing to write an export onto it",
+                    at.display()
+                );
+            }
+        }
+        bail!(
+            "--out {}: more than {MAX_LINKS} symlinks in a row; name the file itself",
+            out.display()
+        )
+    }
+}
+
+/// A FIFO or a character device (a terminal, /dev/null): written as it is, never replaced.
+#[cfg(unix)]
+fn writable_in_place(kind: &std::fs::FileType) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    kind.is_fifo() || kind.is_char_device()
+}
+
+#[cfg(not(unix))]
+fn writable_in_place(_: &std::fs::FileType) -> bool {
+    false
+}
+
+/// What an export writes into.
+enum ExportSink {
+    Stdout,
+    Direct { file: std::fs::File, path: PathBuf },
+    Replace(AtomicFile),
+}
+
+impl ExportSink {
+    fn open(dest: Destination) -> Result<ExportSink> {
+        Ok(match dest {
+            Destination::Stdout => ExportSink::Stdout,
+            // Appending: a shell's `>>` behind /dev/stdout is kept, and `>` has emptied it.
+            Destination::Direct(path) => ExportSink::Direct {
+                file: std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| format!("cannot open --out {} for writing", path.display()))?,
+                path,
+            },
+            Destination::Replace(path) => ExportSink::Replace(AtomicFile::create(&path)?),
+        })
+    }
+
+    fn writer(&self) -> Box<dyn Write + '_> {
+        match self {
+            ExportSink::Stdout => Box::new(crate::output::stdout()),
+            ExportSink::Direct { file, .. } => {
+                Box::new(BufWriter::new(crate::output::Watched(file)))
+            }
+            ExportSink::Replace(f) => Box::new(BufWriter::new(f.file())),
+        }
+    }
+
+    fn write_failed(&self) -> String {
+        match self {
+            ExportSink::Stdout => "cannot write the export to standard output".into(),
+            ExportSink::Direct { path, .. } => format!(
+                "cannot write the export to {} (it may hold part of it)",
+                path.display()
+            ),
+            ExportSink::Replace(f) => f.write_failed(),
+        }
+    }
+
+    /// Ends the export; the file written, if any.
+    fn commit(self) -> Result<Option<PathBuf>> {
+        Ok(match self {
+            ExportSink::Stdout => None,
+            ExportSink::Direct { path, .. } => Some(path),
+            ExportSink::Replace(f) => Some(f.commit()?),
+        })
+    }
+}
+
 /// A file written under a temporary name beside its target and renamed over it when complete.
 /// Dropped before [`AtomicFile::commit`], the temporary file is removed and the target is as it
 /// was.
@@ -1080,9 +1210,10 @@ impl AtomicFile {
         )
     }
 
-    /// Flushes the file to disk and renames it over the target. A replaced file's permissions
-    /// carry over; a new one is readable by its owner only (it holds contact data).
-    fn commit(self) -> Result<()> {
+    /// Flushes the file to disk and renames it over the target, which it returns. A replaced
+    /// file's permissions carry over; a new one is readable by its owner only (it holds contact
+    /// data).
+    fn commit(self) -> Result<PathBuf> {
         let file = self.tmp.as_file();
         if let Ok(old) = std::fs::metadata(&self.target) {
             file.set_permissions(old.permissions())
@@ -1097,7 +1228,7 @@ impl AtomicFile {
                 e.error
             )
         })?;
-        Ok(())
+        Ok(target)
     }
 }
 

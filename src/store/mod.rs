@@ -14,8 +14,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod guard;
 mod listing;
 mod lock;
+mod open;
 mod read;
 mod records;
 pub mod tokens;
@@ -23,6 +25,7 @@ pub use listing::{
     AppointmentFilter, AppointmentRow, NoteFilter, NoteOrder, NoteRow, TaskFilter, TaskRow,
 };
 pub use lock::StreamLock;
+pub use open::{Contents, create_at_version, current_schema_version};
 pub use read::{
     Hit, HitPage, Metrics, RunFigures, StoredContact, StoredList, TextHit, TextHits, TextQueryError,
 };
@@ -61,6 +64,37 @@ pub enum StoreError {
         "the mirror is opened read-only here: only SELECT (and read-only PRAGMAs) can run; it is written by `ghl-mirror sync` alone"
     )]
     ReadOnly,
+    #[error("no mirror at {path}: run `ghl-mirror sync` first (or pass --db / set database.path)")]
+    Missing { path: PathBuf },
+    #[error(
+        "{path} is not a ghl-mirror database: {detail}. Expected a mirror written by `ghl-mirror sync` (tables refinery_schema_history, contacts, sync_state, sync_runs, ...); check --db / database.path. The file was left as it was"
+    )]
+    NotAMirror { path: PathBuf, detail: String },
+    #[error(
+        "the mirror at {path} has schema version {stored}, and this ghl-mirror reads version {current}: run `ghl-mirror migrate` (or `ghl-mirror sync`) to update it; reading commands never change the file"
+    )]
+    Outdated {
+        path: PathBuf,
+        stored: i64,
+        current: i64,
+    },
+    #[error(
+        "the mirror at {path} was written by a newer ghl-mirror (schema version {stored}; this one knows versions up to {current}): upgrade ghl-mirror to use it. The file was left as it was"
+    )]
+    Newer {
+        path: PathBuf,
+        stored: i64,
+        current: i64,
+    },
+    #[error(
+        "{what} is refused: `ghl-mirror sql` runs only SELECT (and WITH) queries and the PRAGMAs that report, such as table_info(contacts), index_list(contacts) or integrity_check; the mirror is written by `ghl-mirror sync` alone"
+    )]
+    Refused { what: String },
+    #[error(
+        "query stopped after {}: it ran longer than the time limit; raise --timeout (or [sql] timeout in the config), or narrow the query",
+        humantime::format_duration(*after)
+    )]
+    TimedOut { after: Duration },
     #[error("cannot encode sync state: {0}")]
     Encode(String),
     #[error("cannot use the run lock file {path}: {source}; check that its directory is writable")]
@@ -73,8 +107,14 @@ pub enum StoreError {
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 
 /// A pool of connections to `path`, each set up the same way.
-fn build_pool(path: &Path, max: u32, wait: Duration) -> Result<Pool, StoreError> {
-    let manager = SqliteConnectionManager::file(path).with_init(|c| {
+fn build_pool(path: &Path, max: u32, wait: Duration, access: &Access) -> Result<Pool, StoreError> {
+    let manager = match access {
+        Access::ReadWrite => SqliteConnectionManager::file(path),
+        Access::ReadOnly(target) => {
+            SqliteConnectionManager::file(target).with_flags(open::read_only_flags())
+        }
+    };
+    let manager = manager.with_init(|c| {
         c.busy_timeout(Duration::from_secs(10))?;
         c.execute_batch(
             "PRAGMA synchronous = NORMAL;
@@ -101,6 +141,16 @@ fn build_pool(path: &Path, max: u32, wait: Duration) -> Result<Pool, StoreError>
 pub struct Store {
     pool: Pool,
     path: PathBuf,
+    access: Access,
+}
+
+/// How a [`Store`]'s connections open the file.
+#[derive(Clone, Debug)]
+enum Access {
+    ReadWrite,
+    /// `SQLITE_OPEN_READONLY`, on the path itself or on an `immutable=1` URI of it (see
+    /// [`Store::open_read_only`]).
+    ReadOnly(PathBuf),
 }
 
 /// How a reconciling sweep may tombstone what it did not see.
@@ -174,6 +224,8 @@ impl Store {
         // opening in parallel never race to switch the journal mode of a new file.
         let mut conn = Connection::open(path).map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
+        // Never turns another program's database into a mirror, nor migrates a newer one.
+        open::refuse_newer(open::contents(&conn, path)?, path)?;
         // page_size only takes effect on a new file, before WAL is switched on.
         conn.execute_batch("PRAGMA page_size = 32768; PRAGMA journal_mode = WAL;")
             .map_err(sqlite)?;
@@ -185,8 +237,9 @@ impl Store {
             })?;
         drop(conn);
         Ok(Store {
-            pool: build_pool(path, 8, Duration::from_secs(30))?,
+            pool: build_pool(path, 8, Duration::from_secs(30), &Access::ReadWrite)?,
             path: path.to_path_buf(),
+            access: Access::ReadWrite,
         })
     }
 
@@ -195,8 +248,9 @@ impl Store {
     /// never wait on connections a sync holds, nor hold the ones it needs.
     pub fn reader(&self, max: u32, wait: Duration) -> Result<Store, StoreError> {
         Ok(Store {
-            pool: build_pool(&self.path, max, wait)?,
+            pool: build_pool(&self.path, max, wait, &self.access)?,
             path: self.path.clone(),
+            access: self.access.clone(),
         })
     }
 
@@ -582,8 +636,12 @@ impl Store {
 }
 
 fn run_table(conn: &Connection, sql: &str, limit: usize) -> rusqlite::Result<Table> {
+    table_of(&mut conn.prepare(sql)?, limit)
+}
+
+/// Up to `limit` typed rows of a prepared statement.
+fn table_of(st: &mut rusqlite::Statement<'_>, limit: usize) -> rusqlite::Result<Table> {
     use rusqlite::types::ValueRef;
-    let mut st = conn.prepare(sql)?;
     let columns: Vec<String> = st.column_names().iter().map(|c| c.to_string()).collect();
     let n = columns.len();
     let mut table = Table {

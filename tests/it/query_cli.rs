@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 /// A config for the kit's sandbox with these locations (tokens in TEST_TOKEN, TEST_TOKEN2).
-fn write_config(dir: &Path, base_url: &str, extra: &str, locations: &[&str]) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, base_url: &str, extra: &str, locations: &[&str]) -> PathBuf {
     let p = dir.join("config.toml");
     let mut text = format!(
         "[database]\npath = {:?}\n[upstream]\nbase_url = {base_url:?}\n\
@@ -31,7 +31,7 @@ fn write_config(dir: &Path, base_url: &str, extra: &str, locations: &[&str]) -> 
 }
 
 /// Runs `ghl-mirror --config <config> <args>` with both test tokens set.
-async fn ghl(config: &Path, args: &[&str]) -> Output {
+pub(crate) async fn ghl(config: &Path, args: &[&str]) -> Output {
     let mut c = bin();
     c.arg("--config")
         .arg(config)
@@ -44,7 +44,7 @@ async fn ghl(config: &Path, args: &[&str]) -> Output {
 }
 
 /// Runs a command that must succeed and returns its stdout.
-async fn ok(config: &Path, args: &[&str]) -> String {
+pub(crate) async fn ok(config: &Path, args: &[&str]) -> String {
     let out = ghl(config, args).await;
     assert_eq!(
         out.status.code(),
@@ -69,7 +69,7 @@ async fn json(config: &Path, args: &[&str]) -> Vec<Value> {
 
 /// A sandbox of `contacts` contacts in one location, mirrored (contacts, tasks, notes,
 /// appointments, businesses) by `ghl-mirror sync`.
-async fn mirror(contacts: usize, extra: &str) -> (Kit, PathBuf) {
+pub(crate) async fn mirror(contacts: usize, extra: &str) -> (Kit, PathBuf) {
     let k = kit(contacts).await;
     let cfg = write_config(k.dir.path(), &k.sandbox.base_url(), extra, &[LOC]);
     ok(&cfg, &["sync"]).await;
@@ -690,7 +690,7 @@ async fn an_export_replaces_an_existing_file_whole_and_a_failed_one_leaves_it_as
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "old contents\n");
 
-    // Fails at the very end: the target is a directory, which a file cannot replace.
+    // Refused before anything is written: the target is a directory, which a file cannot replace.
     let target_dir = dir.join("taken");
     std::fs::create_dir(&target_dir).unwrap();
     let out = ghl(
