@@ -333,17 +333,12 @@ impl SubRun<'_> {
         }
     }
 
-    /// Splits a chunk into jobs: task lists in batches (when bulk is on), the rest one by one.
+    /// Splits a chunk into jobs in the chunk's order (most recently updated contact first,
+    /// every kind alike): task lists in batches (when bulk is on), the rest one by one. A task
+    /// batch takes the place of its most recent contact and fills up with the next contacts
+    /// whose tasks are due, so a small budget serves every kind in recency order.
     fn jobs(&self, chunk: Vec<Due>) -> Vec<Job> {
-        let (tasks, others): (Vec<Due>, Vec<Due>) = chunk
-            .into_iter()
-            .partition(|d| self.bulk && d.kind == SubKind::Tasks);
-        let mut jobs: Vec<Job> = others.into_iter().map(Job::One).collect();
-        let mut tasks = tasks.into_iter().peekable();
-        while tasks.peek().is_some() {
-            jobs.push(Job::Tasks(tasks.by_ref().take(self.batch).collect()));
-        }
-        jobs
+        jobs_in_order(chunk, self.bulk, self.batch)
     }
 
     /// Fetches one chunk of due lists. `Some(BudgetSpent)` when the budget ran out.
@@ -498,6 +493,28 @@ impl SubRun<'_> {
     }
 }
 
+/// `SubRun::jobs`: one job per list, task lists gathered into batches of `batch` when `bulk`,
+/// each job placed where its first (most recently updated) contact comes in `chunk`.
+fn jobs_in_order(chunk: Vec<Due>, bulk: bool, batch: usize) -> Vec<Job> {
+    let mut jobs: Vec<Job> = Vec::new();
+    // The task batch being filled, by its index in `jobs`.
+    let mut open: Option<usize> = None;
+    for d in chunk {
+        if !(bulk && d.kind == SubKind::Tasks) {
+            jobs.push(Job::One(d));
+            continue;
+        }
+        match open.and_then(|i| jobs.get_mut(i)) {
+            Some(Job::Tasks(b)) if b.len() < batch.max(1) => b.push(d),
+            _ => {
+                open = Some(jobs.len());
+                jobs.push(Job::Tasks(vec![d]));
+            }
+        }
+    }
+    jobs
+}
+
 /// Runs one job: a contact's list, or one page of a batch's tasks.
 async fn fetch(client: Client, job: Job, limit: u32) -> JobResult {
     let result = match &job {
@@ -631,6 +648,44 @@ mod tests {
         assert_eq!(batch_size(100, 0.0), MAX_BATCH);
         assert_eq!(batch_size(100, 500.0), 1);
         assert_eq!(batch_size(25, 1.0), 17);
+    }
+
+    #[test]
+    fn jobs_follow_contact_recency_across_kinds_with_task_batches_in_place() {
+        let due = |c: &str, kind| Due {
+            contact_id: c.into(),
+            kind,
+            updated_ms: None,
+        };
+        // Contacts a, b, c, d from most to least recently updated, every kind due.
+        let mut chunk = Vec::new();
+        for c in ["a", "b", "c", "d"] {
+            for kind in SubKind::ALL {
+                chunk.push(due(c, kind));
+            }
+        }
+        let shape: Vec<String> = jobs_in_order(chunk, true, 2)
+            .iter()
+            .map(|j| match j {
+                Job::One(d) => format!("{}:{}", d.contact_id, d.kind.as_str()),
+                Job::Tasks(b) => format!(
+                    "tasks[{}]",
+                    b.iter().map(|d| d.contact_id.as_str()).collect::<String>()
+                ),
+            })
+            .collect();
+        let mut want = Vec::new();
+        for c in ["a", "b", "c", "d"] {
+            for kind in SubKind::ALL {
+                match (kind, c) {
+                    (SubKind::Tasks, "a") => want.push("tasks[ab]".to_string()),
+                    (SubKind::Tasks, "c") => want.push("tasks[cd]".to_string()),
+                    (SubKind::Tasks, _) => {}
+                    _ => want.push(format!("{c}:{}", kind.as_str())),
+                }
+            }
+        }
+        assert_eq!(shape, want);
     }
 
     #[test]

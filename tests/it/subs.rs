@@ -311,6 +311,77 @@ async fn task_batches_cut_by_the_budget_resume_and_stay_exact_through_changes() 
     );
 }
 
+/// Contact ids whose `kind` list has been fetched, and the location's contacts by recency (the
+/// order due lists are served in: dateUpdated, then id, descending).
+fn fetched_and_recency(k: &Kit, kind: SubKind) -> (Vec<String>, Vec<String>) {
+    let ids = |sql: &str| -> Vec<String> {
+        k.store
+            .query(sql, usize::MAX)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect()
+    };
+    let fetched = ids(&format!(
+        "SELECT contact_id FROM contact_fetches WHERE location_id = '{LOC}' AND kind = '{}'",
+        kind.as_str()
+    ));
+    let recency = ids(&format!(
+        "SELECT id FROM contacts WHERE location_id = '{LOC}' AND deleted_at IS NULL
+         ORDER BY date_updated_ms DESC, id DESC"
+    ));
+    (fetched, recency)
+}
+
+#[tokio::test]
+async fn a_small_budget_serves_every_kind_most_recently_updated_contact_first() {
+    // The issue's case at small scale: every list of 200 contacts due, 30 requests a run.
+    let k = kit(200).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    let o = SubOptions {
+        run_requests: 30,
+        ..sub_opts(true)
+    };
+    let mut runs = 0;
+    let mut done_before = BTreeMap::new();
+    loop {
+        let r = k.subs(&client, &o).await;
+        runs += 1;
+        assert!(r.progress.requests <= 30, "{}", r.progress.requests);
+        for kind in SubKind::ALL {
+            let (fetched, recency) = fetched_and_recency(&k, kind);
+            let before = done_before.insert(kind, fetched.len()).unwrap_or(0);
+            if runs == 1 {
+                assert!(
+                    !fetched.is_empty(),
+                    "{kind:?}: the first run fetched none of these lists"
+                );
+            }
+            if kind != SubKind::Tasks {
+                // One request per list: exactly the most recently updated contacts are done.
+                let mut want = recency[..fetched.len()].to_vec();
+                let mut got = fetched.clone();
+                want.sort();
+                got.sort();
+                assert_eq!(got, want, "run {runs}: {kind:?} out of recency order");
+            } else if runs == 1 {
+                // The first task batch holds the most recent contacts.
+                let top: Vec<&String> = recency.iter().take(2 * 35).collect();
+                assert!(fetched.iter().all(|c| top.contains(&c)), "{fetched:?}");
+            }
+            assert!(fetched.len() >= before);
+        }
+        if r.outcome == Outcome::Success {
+            break;
+        }
+        assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
+        assert!(runs < 30, "no progress after {runs} runs");
+    }
+    k.assert_subs_mirror(LOC);
+}
+
 #[tokio::test]
 async fn business_links_follow_upstream() {
     let k = kit(500).await;
