@@ -7,3 +7,10 @@
 -- watermark stays put and every run re-read the whole edit). NULL until a sweep completes; the
 -- watermark stands in meanwhile.
 ALTER TABLE sync_state ADD COLUMN last_sweep_started_ms INTEGER;
+
+-- tasks.position: where the task stands in its contact's list as GET /contacts/:id/tasks gives
+-- it (0 first). Set from that list; a task first seen through the bulk task search (which lists
+-- in its own order) goes after the contact's known tasks, and a contact whose search answer
+-- holds two or more tasks of unknown place has its own list read. NULL for tasks stored before
+-- v10 (they keep the order they were first stored in until their list is read again).
+ALTER TABLE tasks ADD COLUMN position INTEGER;

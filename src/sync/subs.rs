@@ -375,7 +375,12 @@ impl SubRun<'_> {
             match result {
                 Ok(Answer::Items(items)) => {
                     self.failing.remove(&job.source());
-                    done.extend(lists(job, items));
+                    let (ready, reread) = self.place_tasks(lists(job, items)).await?;
+                    done.extend(ready);
+                    // Their own lists are next: they belong to the most recent contacts.
+                    for d in reread.into_iter().rev() {
+                        todo.push_front(Job::One(d));
+                    }
                 }
                 // A full page may hide more: never page a batch (skip drifts), split it.
                 Ok(Answer::Full) => todo.extend(job.split()),
@@ -439,6 +444,47 @@ impl SubRun<'_> {
         }
         // Every job of the chunk was of something refused meanwhile: never spin on them.
         Ok((dispatched == 0).then_some(QueueEnd::Drained))
+    }
+
+    /// Sets aside the task lists from a bulk search whose order cannot be told: the search lists
+    /// tasks in its own order, so a contact's new tasks can only follow its known ones when
+    /// there is at most one. A contact with more gets its own list read (returned as due), which
+    /// gives HighLevel's order; its search answer is dropped.
+    async fn place_tasks(
+        &self,
+        lists: Vec<ContactList>,
+    ) -> Result<(Vec<ContactList>, Vec<Due>), Halt> {
+        let ids: Vec<String> = lists
+            .iter()
+            .filter(|l| !l.ordered && l.kind == SubKind::Tasks)
+            .flat_map(|l| l.items.iter().flatten().map(|r| r.id.clone()))
+            .collect();
+        if ids.len() < 2 {
+            return Ok((lists, Vec::new()));
+        }
+        let placed = self
+            .ctx
+            .read(move |store, loc| store.placed_tasks(loc, &ids))
+            .await?;
+        let (mut ready, mut reread) = (Vec::new(), Vec::new());
+        for l in lists {
+            let unplaced = l
+                .items
+                .iter()
+                .flatten()
+                .filter(|r| !placed.contains(&r.id))
+                .count();
+            if !l.ordered && unplaced >= 2 {
+                reread.push(Due {
+                    contact_id: l.contact_id,
+                    kind: l.kind,
+                    updated_ms: l.seen_updated_ms,
+                });
+            } else {
+                ready.push(l);
+            }
+        }
+        Ok((ready, reread))
     }
 
     /// Whether a job still makes sense after refusals during the run.
@@ -549,7 +595,7 @@ fn next_wanted(todo: &mut VecDeque<Job>, wanted: impl Fn(&Job) -> bool) -> Optio
 /// The lists a job's items make: one per contact of the job (empty when it has none).
 fn lists(job: Job, items: Vec<Record>) -> Vec<ContactList> {
     match job {
-        Job::One(d) => vec![list(d, Some(items))],
+        Job::One(d) => vec![list(d, Some(items), true)],
         Job::Tasks(batch) => {
             let mut by_contact: HashMap<String, Vec<Record>> = HashMap::new();
             for rec in items {
@@ -561,7 +607,7 @@ fn lists(job: Job, items: Vec<Record>) -> Vec<ContactList> {
                 .into_iter()
                 .map(|d| {
                     let items = by_contact.remove(&d.contact_id).unwrap_or_default();
-                    list(d, Some(items))
+                    list(d, Some(items), false)
                 })
                 .collect()
         }
@@ -571,17 +617,18 @@ fn lists(job: Job, items: Vec<Record>) -> Vec<ContactList> {
 /// Fetch records for a job whose answer could not be used: nothing is replaced.
 fn unreadable(job: Job) -> Vec<ContactList> {
     match job {
-        Job::One(d) => vec![list(d, None)],
-        Job::Tasks(batch) => batch.into_iter().map(|d| list(d, None)).collect(),
+        Job::One(d) => vec![list(d, None, true)],
+        Job::Tasks(batch) => batch.into_iter().map(|d| list(d, None, false)).collect(),
     }
 }
 
-fn list(due: Due, items: Option<Vec<Record>>) -> ContactList {
+fn list(due: Due, items: Option<Vec<Record>>, ordered: bool) -> ContactList {
     ContactList {
         contact_id: due.contact_id,
         kind: due.kind,
         seen_updated_ms: due.updated_ms,
         items,
+        ordered,
     }
 }
 
