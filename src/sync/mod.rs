@@ -10,8 +10,8 @@
 //! point resumes without loss or duplicates.
 
 use crate::model::{
-    Outcome, PagedContact, Pass, RunProgress, SortKey, Stream, StreamState, Sweep, SweepKind,
-    now_ms,
+    Outcome, PagedContact, Pass, RunProgress, SortKey, Stream, StreamState, SubKind, Sweep,
+    SweepKind, now_ms,
 };
 use crate::store::{Reconcile, RunKey, Store, StoreError};
 use crate::upstream::{Client, ContactsPage, Counters, SearchRequest, UpstreamError};
@@ -99,14 +99,37 @@ pub enum SyncEvent {
         location: String,
         mode: &'static str,
     },
+    /// What a sub-resource run has before it, told once it has looked.
+    Plan {
+        location: String,
+        plan: SubPlan,
+    },
     Total {
         location: String,
         total: u64,
     },
+    /// `contacts` more contacts (or lists) committed; `requests` the run has made so far.
     Page {
         location: String,
         contacts: u64,
+        requests: u64,
     },
+}
+
+/// A sub-resource run's work as it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubPlan {
+    /// Contacts whose list of each kind is due (never fetched, or the contact changed since).
+    pub due: Vec<(SubKind, u64)>,
+    /// About how many requests the due lists take (task lists in batches when bulk is on).
+    pub requests_wanted: u64,
+    /// The most requests this run may make (`budget.run_requests`; the daily share may lower
+    /// it once HighLevel reports the quota).
+    pub budget: u64,
+    /// The pace requests go at: at most this many ...
+    pub pace_requests: u32,
+    /// ... in any window this long.
+    pub pace_window: Duration,
 }
 
 pub type Observer = Arc<dyn Fn(SyncEvent) + Send + Sync>;
@@ -722,6 +745,7 @@ impl Run<'_> {
             obs(SyncEvent::Page {
                 location: self.location.clone(),
                 contacts,
+                requests: self.progress.requests,
             });
         }
         Ok(())

@@ -239,6 +239,9 @@ impl SubRun<'_> {
                     .join(", ")
             )));
         }
+        if self.ctx.has_observer() {
+            self.tell_plan().await?;
+        }
         let result = self.refresh(now).await;
         // Refusals seen during this run are remembered even if the run stops.
         if !self.newly_refused.is_empty() || self.bulk_refused {
@@ -262,6 +265,35 @@ impl SubRun<'_> {
                 self.refusal.as_deref().unwrap_or_default()
             )));
         }
+        Ok(())
+    }
+
+    /// Tells the observer how many lists are due per kind, about how many requests they take,
+    /// the budget and the pace.
+    async fn tell_plan(&self) -> Result<(), Halt> {
+        let kinds = self.active();
+        let holdings = self.ctx.read(|store, loc| store.holdings(loc)).await?;
+        let due: Vec<(SubKind, u64)> = holdings
+            .freshness
+            .into_iter()
+            .filter(|(k, _, _)| kinds.contains(k))
+            .map(|(k, n, _)| (k, n))
+            .collect();
+        let requests_wanted = due
+            .iter()
+            .map(|(k, n)| match k {
+                SubKind::Tasks if self.bulk => n.div_ceil(self.batch as u64),
+                _ => *n,
+            })
+            .sum();
+        let (pace_requests, pace_window) = self.ctx.client.pace();
+        self.ctx.notify_plan(super::SubPlan {
+            due,
+            requests_wanted,
+            budget: self.ctx.client.budget().map_or(u64::MAX, |b| b.limit()),
+            pace_requests,
+            pace_window,
+        });
         Ok(())
     }
 
