@@ -5,6 +5,7 @@
 //! 3 partial (a run stopped early on purpose: quota reserve or signal; the next run continues;
 //! or it was skipped because another run of the same location holds its lock).
 
+use self::progress::ProgressUi;
 use crate::config::{Config, LocationConfig, ProcessEnv, Strategy};
 use crate::daemon::{Job, StreamOptions, run_daemon, run_job};
 use crate::model::{Outcome, iso_from_ms, ms_from_iso, now_ms};
@@ -12,21 +13,20 @@ use crate::output::Format;
 use crate::sandbox::{LocationSeed, RateLimits, Sandbox, SandboxConfig};
 use crate::store::Store;
 use crate::sync::{
-    BusinessOptions, ListStrategy, Observer, SubOptions, SyncEvent, SyncOptions, SyncReport,
-    sync_businesses, sync_contacts, sync_subresources,
+    BusinessOptions, ListStrategy, SubOptions, SyncOptions, SyncReport, sync_businesses,
+    sync_contacts, sync_subresources,
 };
 use crate::upstream::{Client, ClientSettings};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod auth;
+mod progress;
 mod query;
 
 #[derive(Parser, Debug)]
@@ -105,6 +105,9 @@ pub struct SyncArgs {
     /// Only this stream (repeatable). Default: every stream the config turns on.
     #[arg(long = "stream", value_enum)]
     pub streams: Vec<StreamArg>,
+    /// When stderr is not a terminal (cron, a log file): print a progress line this often.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub progress_every: Duration,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -477,7 +480,7 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
     }
     let contacts = wants(StreamArg::Contacts);
     let stop = stop_on_signals();
-    let progress = ProgressUi::new(std::io::stderr().is_terminal());
+    let progress = ProgressUi::new(std::io::stderr().is_terminal(), args.progress_every);
     let mut runs = Vec::new();
     let (clients, refused) = authorized_clients(config, locations, tokens.as_ref());
     for (_, client) in clients {
@@ -665,68 +668,6 @@ pub fn summary_line(r: &SyncReport) -> String {
         line.push_str(&format!(": {e}"));
     }
     line
-}
-
-/// Progress bars on a terminal, nothing otherwise (the summary line is printed at the end).
-struct ProgressUi {
-    multi: Option<MultiProgress>,
-    bars: Arc<Mutex<HashMap<String, ProgressBar>>>,
-}
-
-impl ProgressUi {
-    fn new(terminal: bool) -> ProgressUi {
-        ProgressUi {
-            multi: terminal.then(MultiProgress::new),
-            bars: Arc::new(Mutex::new(HashMap::new())),
-        }
-    }
-
-    fn observer(&self) -> Observer {
-        let multi = self.multi.clone();
-        let bars = self.bars.clone();
-        Arc::new(move |ev: SyncEvent| {
-            let Some(multi) = &multi else { return };
-            let mut bars = bars.lock().unwrap_or_else(|e| e.into_inner());
-            match ev {
-                SyncEvent::Started { location, mode } => {
-                    let bar = multi.add(ProgressBar::new(0));
-                    let style = ProgressStyle::with_template(
-                        "{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} {elapsed}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
-                    bar.set_style(style);
-                    bar.set_prefix(format!("{location} ({mode})"));
-                    bar.set_message(if mode == "subresources" {
-                        "lists"
-                    } else {
-                        "contacts"
-                    });
-                    if let Some(old) = bars.insert(location, bar) {
-                        old.finish_and_clear();
-                    }
-                }
-                SyncEvent::Total { location, total } => {
-                    if let Some(b) = bars
-                        .get(&location)
-                        .filter(|b| b.length().unwrap_or(0) < total)
-                    {
-                        b.set_length(total);
-                    }
-                }
-                SyncEvent::Page { location, contacts } => {
-                    if let Some(b) = bars.get(&location) {
-                        b.inc(contacts);
-                    }
-                }
-            }
-        })
-    }
-
-    fn finish(&self) {
-        for b in self.bars.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            b.finish_and_clear();
-        }
-    }
 }
 
 async fn run_status(config: &Config) -> Result<ExitCode> {

@@ -24,7 +24,8 @@
 //!   the store, `/mirror/*`, `/metrics`, `/health`; `serve::params` validates HighLevel's inputs.
 //! - `sandbox`  a simulated HighLevel API on loopback for the demo, tests and benchmarks.
 //! - `cli`      clap commands; the composition root that wires the parts together
-//!   (`cli::query`: the read commands `contacts`, `tasks`, `notes`, `appointments`, `export`).
+//!   (`cli::query`: the read commands `contacts`, `tasks`, `notes`, `appointments`, `export`;
+//!   `cli::progress`: what `sync` shows while it works, bars on a terminal, plain lines in a log).
 //!
 //! # Architecture invariants
 //! - Dependencies point one way: `upstream` and `store` know `model` only; `sync` and `auth`

@@ -241,6 +241,10 @@ pub struct StreamState {
     pub sweep_seq: i64,
     /// When the last reconciling (full or legacy) sweep completed, ms since the epoch.
     pub last_full_sweep_ms: Option<i64>,
+    /// When the last completed sweep started, ms since the epoch: it read every contact search
+    /// had indexed by then, so the next incremental sweep reaches back `lookback` from here.
+    /// `None` in states saved before it was kept (then the watermark stands in).
+    pub last_sweep_started_ms: Option<i64>,
     pub sweep: Option<Sweep>,
 }
 

@@ -305,8 +305,8 @@ impl Store {
     pub fn load_state(&self, location: &str, stream: Stream) -> Result<StreamState, StoreError> {
         let row = self.read(|c| {
             c.query_row(
-                "SELECT watermark_ms, sweep_seq, last_full_sweep_ms, cursor FROM sync_state
-                 WHERE location_id = ?1 AND stream = ?2",
+                "SELECT watermark_ms, sweep_seq, last_full_sweep_ms, cursor, last_sweep_started_ms
+                 FROM sync_state WHERE location_id = ?1 AND stream = ?2",
                 params![location, stream.as_str()],
                 |r| {
                     Ok((
@@ -314,12 +314,15 @@ impl Store {
                         r.get::<_, i64>(1)?,
                         r.get::<_, Option<i64>>(2)?,
                         r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
                     ))
                 },
             )
             .optional()
         })?;
-        let Some((watermark_ms, sweep_seq, last_full_sweep_ms, cursor)) = row else {
+        let Some((watermark_ms, sweep_seq, last_full_sweep_ms, cursor, last_sweep_started_ms)) =
+            row
+        else {
             return Ok(StreamState::default());
         };
         let sweep = match cursor {
@@ -337,6 +340,7 @@ impl Store {
             watermark_ms,
             sweep_seq,
             last_full_sweep_ms,
+            last_sweep_started_ms,
             sweep,
         })
     }
@@ -731,12 +735,12 @@ fn write_state(
         None => None,
     };
     tx.execute(
-        "INSERT INTO sync_state (location_id, stream, watermark_ms, sweep_seq, last_full_sweep_ms, cursor, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO sync_state (location_id, stream, watermark_ms, sweep_seq, last_full_sweep_ms, cursor, updated_at, last_sweep_started_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT(location_id, stream) DO UPDATE SET
            watermark_ms = excluded.watermark_ms, sweep_seq = excluded.sweep_seq,
            last_full_sweep_ms = excluded.last_full_sweep_ms, cursor = excluded.cursor,
-           updated_at = excluded.updated_at",
+           updated_at = excluded.updated_at, last_sweep_started_ms = excluded.last_sweep_started_ms",
         params![
             location,
             stream.as_str(),
@@ -744,7 +748,8 @@ fn write_state(
             state.sweep_seq,
             state.last_full_sweep_ms,
             cursor,
-            iso_from_ms(now_ms())
+            iso_from_ms(now_ms()),
+            state.last_sweep_started_ms
         ],
     )?;
     Ok(())

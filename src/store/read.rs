@@ -180,7 +180,9 @@ impl Store {
         })
     }
 
-    /// The live `kind` records of a contact, in the order they were first stored.
+    /// The live `kind` records of a contact in its list's order upstream: tasks by their stored
+    /// position (the bulk task search lists in another order), notes and appointments in the
+    /// order they were first stored.
     pub fn list_of(
         &self,
         kind: SubKind,
@@ -188,12 +190,16 @@ impl Store {
         contact: &str,
     ) -> Result<StoredList, StoreError> {
         let table = kind.as_str();
+        let order = match kind {
+            SubKind::Tasks => "position IS NULL, position, pk",
+            SubKind::Notes | SubKind::Appointments => "pk",
+        };
         self.read(|c| {
             let items = c
                 .prepare_cached(&format!(
                     "SELECT raw FROM {table}
                      WHERE location_id = ?1 AND contact_id = ?2 AND deleted_at IS NULL
-                     ORDER BY pk"
+                     ORDER BY {order}"
                 ))?
                 .query_map(params![location, contact], |r| r.get(0))?
                 .collect::<rusqlite::Result<Vec<String>>>()?;

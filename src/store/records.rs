@@ -45,6 +45,10 @@ pub struct ContactList {
     /// `None` when upstream no longer knows the contact: the fetch is recorded (so the queue
     /// moves on) but nothing is tombstoned; deletes are inferred only by reconciliation.
     pub items: Option<Vec<Record>>,
+    /// The items are in the contact's own list order (its `GET /contacts/:id/...` answer);
+    /// false for tasks from the bulk search, which keep the places already known and put a new
+    /// task after them.
+    pub ordered: bool,
 }
 
 /// A (contact, kind) whose list should be fetched.
@@ -259,9 +263,16 @@ impl Store {
                         continue;
                     }
                     if let Some(items) = &l.items {
+                        let placed = match kind {
+                            SubKind::Tasks => Some(TaskPlaces::before(tx, run.location, l)?),
+                            _ => None,
+                        };
                         for rec in items {
                             let contact = rec.contact_id.as_deref().unwrap_or(&l.contact_id);
                             w.upsert(run.location, rec, Some(contact))?;
+                        }
+                        if let Some(placed) = placed {
+                            placed.write(tx, run.location, l, items)?;
                         }
                         let ids: Vec<&str> = items.iter().map(|r| r.id.as_str()).collect();
                         let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
@@ -295,6 +306,24 @@ impl Store {
         })?;
         *progress = p;
         Ok(counts)
+    }
+
+    /// Of `task_ids`, those whose place in their contact's list is known: live, with a
+    /// position.
+    pub fn placed_tasks(
+        &self,
+        location: &str,
+        task_ids: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let ids = serde_json::to_string(task_ids).unwrap_or_else(|_| "[]".into());
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT t.id FROM tasks t JOIN json_each(?2) j ON t.id = j.value
+                 WHERE t.location_id = ?1 AND t.deleted_at IS NULL AND t.position IS NOT NULL",
+            )?
+            .query_map(params![location, ids], |r| r.get(0))?
+            .collect()
+        })
     }
 
     /// Live tasks per live contact in the mirror (`None` before any task is mirrored).
@@ -617,4 +646,55 @@ fn write_json_state(
         params![location, stream.as_str(), state, iso_from_ms(now_ms())],
     )
     .map(|_| ())
+}
+
+/// The places of a contact's tasks known before a list of them is written.
+struct TaskPlaces {
+    /// Live tasks with a position.
+    known: std::collections::HashSet<String>,
+    /// The position after the last known one.
+    next: i64,
+}
+
+impl TaskPlaces {
+    fn before(tx: &Transaction<'_>, location: &str, l: &ContactList) -> rusqlite::Result<Self> {
+        let mut st = tx.prepare_cached(
+            "SELECT id, position FROM tasks
+             WHERE location_id = ?1 AND contact_id = ?2 AND deleted_at IS NULL
+               AND position IS NOT NULL",
+        )?;
+        let mut known = std::collections::HashSet::new();
+        let mut next = 0;
+        let rows = st.query_map(params![location, l.contact_id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (id, pos) = row?;
+            next = next.max(pos + 1);
+            known.insert(id);
+        }
+        Ok(TaskPlaces { known, next })
+    }
+
+    /// Positions the list's tasks: by their place in an ordered list; else known tasks keep
+    /// theirs and the others follow them, in the order given.
+    fn write(
+        mut self,
+        tx: &Transaction<'_>,
+        location: &str,
+        l: &ContactList,
+        items: &[Record],
+    ) -> rusqlite::Result<()> {
+        let mut set =
+            tx.prepare_cached("UPDATE tasks SET position = ?3 WHERE location_id = ?1 AND id = ?2")?;
+        for (i, rec) in items.iter().enumerate() {
+            if l.ordered {
+                set.execute(params![location, rec.id, i as i64])?;
+            } else if !self.known.contains(&rec.id) {
+                set.execute(params![location, rec.id, self.next])?;
+                self.next += 1;
+            }
+        }
+        Ok(())
+    }
 }

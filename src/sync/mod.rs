@@ -10,8 +10,8 @@
 //! point resumes without loss or duplicates.
 
 use crate::model::{
-    Outcome, PagedContact, Pass, RunProgress, SortKey, Stream, StreamState, Sweep, SweepKind,
-    now_ms,
+    Outcome, PagedContact, Pass, RunProgress, SortKey, Stream, StreamState, SubKind, Sweep,
+    SweepKind, now_ms,
 };
 use crate::store::{Reconcile, RunKey, Store, StoreError};
 use crate::upstream::{Client, ContactsPage, Counters, SearchRequest, UpstreamError};
@@ -99,14 +99,37 @@ pub enum SyncEvent {
         location: String,
         mode: &'static str,
     },
+    /// What a sub-resource run has before it, told once it has looked.
+    Plan {
+        location: String,
+        plan: SubPlan,
+    },
     Total {
         location: String,
         total: u64,
     },
+    /// `contacts` more contacts (or lists) committed; `requests` the run has made so far.
     Page {
         location: String,
         contacts: u64,
+        requests: u64,
     },
+}
+
+/// A sub-resource run's work as it starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubPlan {
+    /// Contacts whose list of each kind is due (never fetched, or the contact changed since).
+    pub due: Vec<(SubKind, u64)>,
+    /// About how many requests the due lists take (task lists in batches when bulk is on).
+    pub requests_wanted: u64,
+    /// The most requests this run may make (`budget.run_requests`; the daily share may lower
+    /// it once HighLevel reports the quota).
+    pub budget: u64,
+    /// The pace requests go at: at most this many ...
+    pub pace_requests: u32,
+    /// ... in any window this long.
+    pub pace_window: Duration,
 }
 
 pub type Observer = Arc<dyn Fn(SyncEvent) + Send + Sync>;
@@ -284,21 +307,33 @@ pub fn plan(state: &mut StreamState, opts: &SyncOptions, now: i64) {
             state.sweep_seq += 1;
             Sweep::new(SweepKind::Legacy, state.sweep_seq, now, None)
         }
-        (ListStrategy::Search, Some(w)) if !opts.force_full && !reconcile_due => {
-            let lookback = i64::try_from(opts.lookback.as_millis()).unwrap_or(0);
-            Sweep::new(
-                SweepKind::Incremental,
-                state.sweep_seq,
-                now,
-                Some(w - lookback),
-            )
-        }
+        (ListStrategy::Search, Some(w)) if !opts.force_full && !reconcile_due => Sweep::new(
+            SweepKind::Incremental,
+            state.sweep_seq,
+            now,
+            Some(incremental_since(state, w, opts.lookback, now)),
+        ),
         (ListStrategy::Search, _) => {
             state.sweep_seq += 1;
             Sweep::new(SweepKind::Full, state.sweep_seq, now, None)
         }
     };
     state.sweep = Some(sweep);
+}
+
+/// Where an incremental sweep starts: `lookback` before the start of the last completed sweep.
+///
+/// That sweep read every contact search had indexed when it started; one updated shortly before
+/// but indexed late (search lags by up to `lookback`) has a `dateUpdated` after this bound, and
+/// so has one updated since. Everything older was read. Reaching back from the watermark instead
+/// re-read every contact of a bulk edit on every run for as long as nothing newer changed.
+/// States saved before the start was kept fall back to the watermark.
+fn incremental_since(state: &StreamState, watermark: i64, lookback: Duration, now: i64) -> i64 {
+    let lookback = i64::try_from(lookback.as_millis()).unwrap_or(i64::MAX);
+    let from = state
+        .last_sweep_started_ms
+        .map_or(watermark, |started| started.min(now));
+    from.saturating_sub(lookback)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -363,6 +398,7 @@ impl Run<'_> {
     async fn finish(&mut self, sweep: &Sweep) -> Result<(), Halt> {
         let now = now_ms();
         self.state.watermark_ms = next_watermark(self.state.watermark_ms, sweep, now);
+        self.state.last_sweep_started_ms = Some(sweep.started_at_ms);
         if sweep.kind.reconciles() {
             self.state.last_full_sweep_ms = Some(now);
         }
@@ -709,6 +745,7 @@ impl Run<'_> {
             obs(SyncEvent::Page {
                 location: self.location.clone(),
                 contacts,
+                requests: self.progress.requests,
             });
         }
         Ok(())
@@ -966,6 +1003,39 @@ mod tests {
         assert_eq!(next_watermark(None, &s, 9_000), Some(1_000));
         s.max_seen_ms = None;
         assert_eq!(next_watermark(Some(7), &s, 9_000), Some(7));
+    }
+
+    #[test]
+    fn an_incremental_sweep_reaches_back_from_the_last_sweeps_start_not_the_watermark() {
+        let opts = SyncOptions::default();
+        let lookback = 300_000;
+        // A bulk edit at 900_000 set the watermark; the last sweep started well after it.
+        let mut st = StreamState {
+            watermark_ms: Some(900_000),
+            last_full_sweep_ms: Some(1_000_000),
+            last_sweep_started_ms: Some(1_500_000),
+            ..StreamState::default()
+        };
+        plan(&mut st, &opts, 1_600_000);
+        assert_eq!(
+            st.sweep.as_ref().and_then(|s| s.since_ms),
+            Some(1_500_000 - lookback)
+        );
+        // A clock that went back never moves the window past now.
+        st.sweep = None;
+        plan(&mut st, &opts, 1_400_000);
+        assert_eq!(
+            st.sweep.as_ref().and_then(|s| s.since_ms),
+            Some(1_400_000 - lookback)
+        );
+        // A state saved before the start was kept: the watermark stands in.
+        st.sweep = None;
+        st.last_sweep_started_ms = None;
+        plan(&mut st, &opts, 1_600_000);
+        assert_eq!(
+            st.sweep.as_ref().and_then(|s| s.since_ms),
+            Some(900_000 - lookback)
+        );
     }
 
     #[test]

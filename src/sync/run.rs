@@ -95,8 +95,23 @@ impl RunCtx {
             obs(SyncEvent::Page {
                 location: self.location.clone(),
                 contacts: n,
+                requests: self.client.counters().requests,
             });
         }
+    }
+
+    /// Tells the observer what the run has before it.
+    pub fn notify_plan(&self, plan: super::SubPlan) {
+        if let Some(obs) = &self.observer {
+            obs(SyncEvent::Plan {
+                location: self.location.clone(),
+                plan,
+            });
+        }
+    }
+
+    pub fn has_observer(&self) -> bool {
+        self.observer.is_some()
     }
 
     pub fn count_requests(&mut self) {

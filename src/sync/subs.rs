@@ -239,6 +239,9 @@ impl SubRun<'_> {
                     .join(", ")
             )));
         }
+        if self.ctx.has_observer() {
+            self.tell_plan().await?;
+        }
         let result = self.refresh(now).await;
         // Refusals seen during this run are remembered even if the run stops.
         if !self.newly_refused.is_empty() || self.bulk_refused {
@@ -262,6 +265,35 @@ impl SubRun<'_> {
                 self.refusal.as_deref().unwrap_or_default()
             )));
         }
+        Ok(())
+    }
+
+    /// Tells the observer how many lists are due per kind, about how many requests they take,
+    /// the budget and the pace.
+    async fn tell_plan(&self) -> Result<(), Halt> {
+        let kinds = self.active();
+        let holdings = self.ctx.read(|store, loc| store.holdings(loc)).await?;
+        let due: Vec<(SubKind, u64)> = holdings
+            .freshness
+            .into_iter()
+            .filter(|(k, _, _)| kinds.contains(k))
+            .map(|(k, n, _)| (k, n))
+            .collect();
+        let requests_wanted = due
+            .iter()
+            .map(|(k, n)| match k {
+                SubKind::Tasks if self.bulk => n.div_ceil(self.batch as u64),
+                _ => *n,
+            })
+            .sum();
+        let (pace_requests, pace_window) = self.ctx.client.pace();
+        self.ctx.notify_plan(super::SubPlan {
+            due,
+            requests_wanted,
+            budget: self.ctx.client.budget().map_or(u64::MAX, |b| b.limit()),
+            pace_requests,
+            pace_window,
+        });
         Ok(())
     }
 
@@ -333,17 +365,12 @@ impl SubRun<'_> {
         }
     }
 
-    /// Splits a chunk into jobs: task lists in batches (when bulk is on), the rest one by one.
+    /// Splits a chunk into jobs in the chunk's order (most recently updated contact first,
+    /// every kind alike): task lists in batches (when bulk is on), the rest one by one. A task
+    /// batch takes the place of its most recent contact and fills up with the next contacts
+    /// whose tasks are due, so a small budget serves every kind in recency order.
     fn jobs(&self, chunk: Vec<Due>) -> Vec<Job> {
-        let (tasks, others): (Vec<Due>, Vec<Due>) = chunk
-            .into_iter()
-            .partition(|d| self.bulk && d.kind == SubKind::Tasks);
-        let mut jobs: Vec<Job> = others.into_iter().map(Job::One).collect();
-        let mut tasks = tasks.into_iter().peekable();
-        while tasks.peek().is_some() {
-            jobs.push(Job::Tasks(tasks.by_ref().take(self.batch).collect()));
-        }
-        jobs
+        jobs_in_order(chunk, self.bulk, self.batch)
     }
 
     /// Fetches one chunk of due lists. `Some(BudgetSpent)` when the budget ran out.
@@ -380,7 +407,12 @@ impl SubRun<'_> {
             match result {
                 Ok(Answer::Items(items)) => {
                     self.failing.remove(&job.source());
-                    done.extend(lists(job, items));
+                    let (ready, reread) = self.place_tasks(lists(job, items)).await?;
+                    done.extend(ready);
+                    // Their own lists are next: they belong to the most recent contacts.
+                    for d in reread.into_iter().rev() {
+                        todo.push_front(Job::One(d));
+                    }
                 }
                 // A full page may hide more: never page a batch (skip drifts), split it.
                 Ok(Answer::Full) => todo.extend(job.split()),
@@ -446,6 +478,47 @@ impl SubRun<'_> {
         Ok((dispatched == 0).then_some(QueueEnd::Drained))
     }
 
+    /// Sets aside the task lists from a bulk search whose order cannot be told: the search lists
+    /// tasks in its own order, so a contact's new tasks can only follow its known ones when
+    /// there is at most one. A contact with more gets its own list read (returned as due), which
+    /// gives HighLevel's order; its search answer is dropped.
+    async fn place_tasks(
+        &self,
+        lists: Vec<ContactList>,
+    ) -> Result<(Vec<ContactList>, Vec<Due>), Halt> {
+        let ids: Vec<String> = lists
+            .iter()
+            .filter(|l| !l.ordered && l.kind == SubKind::Tasks)
+            .flat_map(|l| l.items.iter().flatten().map(|r| r.id.clone()))
+            .collect();
+        if ids.len() < 2 {
+            return Ok((lists, Vec::new()));
+        }
+        let placed = self
+            .ctx
+            .read(move |store, loc| store.placed_tasks(loc, &ids))
+            .await?;
+        let (mut ready, mut reread) = (Vec::new(), Vec::new());
+        for l in lists {
+            let unplaced = l
+                .items
+                .iter()
+                .flatten()
+                .filter(|r| !placed.contains(&r.id))
+                .count();
+            if !l.ordered && unplaced >= 2 {
+                reread.push(Due {
+                    contact_id: l.contact_id,
+                    kind: l.kind,
+                    updated_ms: l.seen_updated_ms,
+                });
+            } else {
+                ready.push(l);
+            }
+        }
+        Ok((ready, reread))
+    }
+
     /// Whether a job still makes sense after refusals during the run.
     fn still_wanted(&self, job: &Job) -> bool {
         match job {
@@ -498,6 +571,28 @@ impl SubRun<'_> {
     }
 }
 
+/// `SubRun::jobs`: one job per list, task lists gathered into batches of `batch` when `bulk`,
+/// each job placed where its first (most recently updated) contact comes in `chunk`.
+fn jobs_in_order(chunk: Vec<Due>, bulk: bool, batch: usize) -> Vec<Job> {
+    let mut jobs: Vec<Job> = Vec::new();
+    // The task batch being filled, by its index in `jobs`.
+    let mut open: Option<usize> = None;
+    for d in chunk {
+        if !(bulk && d.kind == SubKind::Tasks) {
+            jobs.push(Job::One(d));
+            continue;
+        }
+        match open.and_then(|i| jobs.get_mut(i)) {
+            Some(Job::Tasks(b)) if b.len() < batch.max(1) => b.push(d),
+            _ => {
+                open = Some(jobs.len());
+                jobs.push(Job::Tasks(vec![d]));
+            }
+        }
+    }
+    jobs
+}
+
 /// Runs one job: a contact's list, or one page of a batch's tasks.
 async fn fetch(client: Client, job: Job, limit: u32) -> JobResult {
     let result = match &job {
@@ -532,7 +627,7 @@ fn next_wanted(todo: &mut VecDeque<Job>, wanted: impl Fn(&Job) -> bool) -> Optio
 /// The lists a job's items make: one per contact of the job (empty when it has none).
 fn lists(job: Job, items: Vec<Record>) -> Vec<ContactList> {
     match job {
-        Job::One(d) => vec![list(d, Some(items))],
+        Job::One(d) => vec![list(d, Some(items), true)],
         Job::Tasks(batch) => {
             let mut by_contact: HashMap<String, Vec<Record>> = HashMap::new();
             for rec in items {
@@ -544,7 +639,7 @@ fn lists(job: Job, items: Vec<Record>) -> Vec<ContactList> {
                 .into_iter()
                 .map(|d| {
                     let items = by_contact.remove(&d.contact_id).unwrap_or_default();
-                    list(d, Some(items))
+                    list(d, Some(items), false)
                 })
                 .collect()
         }
@@ -554,17 +649,18 @@ fn lists(job: Job, items: Vec<Record>) -> Vec<ContactList> {
 /// Fetch records for a job whose answer could not be used: nothing is replaced.
 fn unreadable(job: Job) -> Vec<ContactList> {
     match job {
-        Job::One(d) => vec![list(d, None)],
-        Job::Tasks(batch) => batch.into_iter().map(|d| list(d, None)).collect(),
+        Job::One(d) => vec![list(d, None, true)],
+        Job::Tasks(batch) => batch.into_iter().map(|d| list(d, None, false)).collect(),
     }
 }
 
-fn list(due: Due, items: Option<Vec<Record>>) -> ContactList {
+fn list(due: Due, items: Option<Vec<Record>>, ordered: bool) -> ContactList {
     ContactList {
         contact_id: due.contact_id,
         kind: due.kind,
         seen_updated_ms: due.updated_ms,
         items,
+        ordered,
     }
 }
 
@@ -631,6 +727,44 @@ mod tests {
         assert_eq!(batch_size(100, 0.0), MAX_BATCH);
         assert_eq!(batch_size(100, 500.0), 1);
         assert_eq!(batch_size(25, 1.0), 17);
+    }
+
+    #[test]
+    fn jobs_follow_contact_recency_across_kinds_with_task_batches_in_place() {
+        let due = |c: &str, kind| Due {
+            contact_id: c.into(),
+            kind,
+            updated_ms: None,
+        };
+        // Contacts a, b, c, d from most to least recently updated, every kind due.
+        let mut chunk = Vec::new();
+        for c in ["a", "b", "c", "d"] {
+            for kind in SubKind::ALL {
+                chunk.push(due(c, kind));
+            }
+        }
+        let shape: Vec<String> = jobs_in_order(chunk, true, 2)
+            .iter()
+            .map(|j| match j {
+                Job::One(d) => format!("{}:{}", d.contact_id, d.kind.as_str()),
+                Job::Tasks(b) => format!(
+                    "tasks[{}]",
+                    b.iter().map(|d| d.contact_id.as_str()).collect::<String>()
+                ),
+            })
+            .collect();
+        let mut want = Vec::new();
+        for c in ["a", "b", "c", "d"] {
+            for kind in SubKind::ALL {
+                match (kind, c) {
+                    (SubKind::Tasks, "a") => want.push("tasks[ab]".to_string()),
+                    (SubKind::Tasks, "c") => want.push("tasks[cd]".to_string()),
+                    (SubKind::Tasks, _) => {}
+                    _ => want.push(format!("{c}:{}", kind.as_str())),
+                }
+            }
+        }
+        assert_eq!(shape, want);
     }
 
     #[test]

@@ -122,6 +122,12 @@ impl Limiter {
     pub fn interval(&self) -> Duration {
         self.lock().interval
     }
+
+    /// The pace: at most this many requests in any window this long.
+    pub fn pace(&self) -> (u32, Duration) {
+        let s = self.lock();
+        (s.max, s.window())
+    }
 }
 
 #[cfg(test)]

@@ -356,6 +356,11 @@ impl Client {
         tokio::time::sleep(grace).await;
     }
 
+    /// The pace this location's requests go at: at most this many in any window this long.
+    pub fn pace(&self) -> (u32, Duration) {
+        self.inner.limiter.pace()
+    }
+
     pub fn budget(&self) -> Option<&Budget> {
         self.scope.budget.as_ref()
     }

@@ -446,3 +446,49 @@ async fn sql_answers_in_every_format_and_refuses_writes() {
         "nothing was deleted"
     );
 }
+
+#[tokio::test]
+async fn sync_without_a_terminal_logs_its_plan_rates_and_time_left_in_plain_lines() {
+    let k = kit(40).await;
+    // 30 ms a request, two at a time: the sub-resources take over a second.
+    k.sandbox.set_latency(Duration::from_millis(30));
+    let p = write_config(k.dir.path(), &k.sandbox.base_url(), "");
+    let mut c = bin();
+    c.arg("--config")
+        .arg(&p)
+        .args(["sync", "--progress-every", "200ms"])
+        .env("TEST_TOKEN", TOKEN);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(!err.contains('\u{1b}'), "no terminal codes in a log: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines.contains(&format!("{LOC} full: started").as_str()),
+        "{err}"
+    );
+    assert!(
+        lines.contains(&format!("{LOC} subresources: started").as_str()),
+        "{err}"
+    );
+    // What the sub-resource run has before it, the budget, the pace and how long it takes.
+    let plan = format!(
+        "{LOC} subresources: 40 tasks, 40 notes and 40 appointments lists due; about 82 requests (budget 5,000) at up to "
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&plan) && l.ends_with(" at that pace")),
+        "{err}"
+    );
+    // While it works: done/total, requests, rates and the time left, every 200 ms.
+    let progress: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with(&format!("{LOC} subresources: ")) && l.contains(" lists, "))
+        .collect();
+    assert!(progress.len() >= 2, "{err}");
+    for l in &progress {
+        assert!(l.contains(" lists/s, ") && l.contains(" requests/s"), "{l}");
+    }
+    assert!(progress[0].ends_with(" left"), "{err}");
+}

@@ -212,6 +212,50 @@ async fn tasks_notes_and_appointments_match_upstream_field_by_field() {
     assert!(tasks > 50 && notes > 50, "{tasks} tasks, {notes} notes");
 }
 
+/// Every contact's task list reads locally exactly as upstream lists it, in its order.
+async fn assert_task_lists_in_upstream_order(s: &Served) -> usize {
+    let mut lists_with_several = 0;
+    for id in s.ids() {
+        let (local, up) = s.both(&format!("/contacts/{id}/tasks")).await;
+        assert_eq!(local["tasks"], up["tasks"], "tasks of {id}, in order");
+        lists_with_several += usize::from(up["tasks"].as_array().unwrap().len() > 1);
+    }
+    lists_with_several
+}
+
+#[tokio::test]
+async fn task_lists_from_the_bulk_search_are_served_in_highlevels_order() {
+    let k = kit(150).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    let subs = SubOptions {
+        run_requests: 1_000_000,
+        daily_share: 1.0,
+        bulk_tasks: true,
+        ..SubOptions::default()
+    };
+    let before = k.sandbox.stats(LOC);
+    assert_success(&sync_subresources(&k.store, &client, &subs, stop(), None).await);
+    let after = k.sandbox.stats(LOC);
+    let s = serve_kit(k, None).await;
+    let several = assert_task_lists_in_upstream_order(&s).await;
+    assert!(several > 40, "{several} contacts with two tasks or more");
+    // The search lists tasks in its own order: only contacts with two tasks or more, whose
+    // order it cannot tell, had their own list read.
+    assert!(after.task_search_requests - before.task_search_requests >= 5);
+    assert_eq!(after.tasks_requests - before.tasks_requests, several as u64);
+
+    // Tasks added, edited and deleted later keep HighLevel's order, still from the search.
+    let churn = s.kit.sandbox.churn_subresources(LOC, 0.3, true);
+    assert!(churn.tasks_added > 5, "{churn:?}");
+    assert_success(&s.kit.sync(&client, &opts()).await);
+    let before = s.kit.sandbox.stats(LOC);
+    assert_success(&sync_subresources(&s.kit.store, &client, &subs, stop(), None).await);
+    let after = s.kit.sandbox.stats(LOC);
+    assert_eq!(after.tasks_requests, before.tasks_requests, "no list read");
+    assert_task_lists_in_upstream_order(&s).await;
+}
+
 #[tokio::test]
 async fn unknown_and_deleted_contacts_get_highlevels_400_on_every_contact_route() {
     let s = served(60).await;

@@ -184,18 +184,21 @@ async fn bulk_tasks_replace_per_contact_calls_and_fall_back_without_the_scope() 
     assert_success(&r);
     let s1 = k.sandbox.stats(LOC);
     let searches = s1.task_search_requests - s0.task_search_requests;
-    assert_eq!(
-        s1.tasks_requests - s0.tasks_requests,
-        0,
-        "no per-contact task calls"
-    );
+    // The search lists tasks in its own order: a contact with two tasks or more has its own
+    // list read for HighLevel's order; no other per-contact task call is made.
+    let several = k
+        .upstream(LOC, SubKind::Tasks)
+        .values()
+        .filter(|t| t.len() > 1)
+        .count() as u64;
+    assert_eq!(s1.tasks_requests - s0.tasks_requests, several);
     // 35 contacts per search (70% of a 100-task page at 2 tasks each); a batch with 100 or
     // more tasks takes another page.
     assert!(
         (12..=16).contains(&searches),
         "{searches} task searches for 400 contacts"
     );
-    assert_eq!(r.progress.requests, 800 + searches);
+    assert_eq!(r.progress.requests, 800 + searches + several);
     k.assert_subs_mirror(LOC);
 
     // Tasks change without the contact's dateUpdated moving: the rolling refresh catches it,
@@ -259,6 +262,7 @@ async fn bulk_tasks_replace_per_contact_calls_and_fall_back_without_the_scope() 
 #[tokio::test]
 async fn task_batches_cut_by_the_budget_resume_and_stay_exact_through_changes() {
     let mut cfg = SandboxConfig::new(21, seeds(&[1_000]));
+    cfg.subresources.tasks = 0.5;
     cfg.subresources.notes = 0.0;
     cfg.subresources.appointments = 0.0;
     let k = kit_with(cfg).await;
@@ -273,9 +277,13 @@ async fn task_batches_cut_by_the_budget_resume_and_stay_exact_through_changes() 
     assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
     assert_eq!(r.progress.requests, 7);
     let fetched = k.count("SELECT COUNT(*) FROM contact_fetches WHERE kind = 'tasks'");
+    let searched = k.sandbox.stats(LOC).task_search_requests as i64;
+    let own = k.sandbox.stats(LOC).tasks_requests as i64;
+    assert_eq!(searched + own, 7);
+    // Batches of 35 contacts; a contact with two tasks or more has its own list read next.
     assert!(
-        (200..=245).contains(&fetched),
-        "7 batches of 35 contacts: {fetched}"
+        fetched <= 35 * searched && fetched >= 30 * searched,
+        "{searched} batches of 35 contacts and {own} contacts' own lists: {fetched}"
     );
     // Tasks are added, edited and deleted everywhere, before and after the point reached; no
     // contact's dateUpdated moves.
@@ -287,12 +295,14 @@ async fn task_batches_cut_by_the_budget_resume_and_stay_exact_through_changes() 
     let mut runs = 0;
     while k.subs(&client, &o).await.outcome != Outcome::Success {
         runs += 1;
-        assert!(runs < 10);
+        assert!(runs < 25);
     }
+    // Each contact is read once, but one whose own list the budget cut off is in the next
+    // run's first search again.
     let searches = k.sandbox.stats(LOC).task_search_requests;
     assert!(
-        searches <= 1_000 / 35 + 10,
-        "each contact read once: {searches}"
+        searches <= 2 * (1_000 / 35 + 10),
+        "each contact searched at most twice: {searches}"
     );
     let due = k.count(&format!(
         "SELECT COUNT(*) FROM contact_freshness WHERE location_id = '{LOC}' AND tasks_due"
@@ -309,6 +319,77 @@ async fn task_batches_cut_by_the_budget_resume_and_stay_exact_through_changes() 
         k.mirrored(LOC, SubKind::Tasks),
         k.upstream(LOC, SubKind::Tasks)
     );
+}
+
+/// Contact ids whose `kind` list has been fetched, and the location's contacts by recency (the
+/// order due lists are served in: dateUpdated, then id, descending).
+fn fetched_and_recency(k: &Kit, kind: SubKind) -> (Vec<String>, Vec<String>) {
+    let ids = |sql: &str| -> Vec<String> {
+        k.store
+            .query(sql, usize::MAX)
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect()
+    };
+    let fetched = ids(&format!(
+        "SELECT contact_id FROM contact_fetches WHERE location_id = '{LOC}' AND kind = '{}'",
+        kind.as_str()
+    ));
+    let recency = ids(&format!(
+        "SELECT id FROM contacts WHERE location_id = '{LOC}' AND deleted_at IS NULL
+         ORDER BY date_updated_ms DESC, id DESC"
+    ));
+    (fetched, recency)
+}
+
+#[tokio::test]
+async fn a_small_budget_serves_every_kind_most_recently_updated_contact_first() {
+    // The issue's case at small scale: every list of 200 contacts due, 30 requests a run.
+    let k = kit(200).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    let o = SubOptions {
+        run_requests: 30,
+        ..sub_opts(true)
+    };
+    let mut runs = 0;
+    let mut done_before = BTreeMap::new();
+    loop {
+        let r = k.subs(&client, &o).await;
+        runs += 1;
+        assert!(r.progress.requests <= 30, "{}", r.progress.requests);
+        for kind in SubKind::ALL {
+            let (fetched, recency) = fetched_and_recency(&k, kind);
+            let before = done_before.insert(kind, fetched.len()).unwrap_or(0);
+            if runs == 1 {
+                assert!(
+                    !fetched.is_empty(),
+                    "{kind:?}: the first run fetched none of these lists"
+                );
+            }
+            if kind != SubKind::Tasks {
+                // One request per list: exactly the most recently updated contacts are done.
+                let mut want = recency[..fetched.len()].to_vec();
+                let mut got = fetched.clone();
+                want.sort();
+                got.sort();
+                assert_eq!(got, want, "run {runs}: {kind:?} out of recency order");
+            } else if runs == 1 {
+                // The first task batch holds the most recent contacts.
+                let top: Vec<&String> = recency.iter().take(2 * 35).collect();
+                assert!(fetched.iter().all(|c| top.contains(&c)), "{fetched:?}");
+            }
+            assert!(fetched.len() >= before);
+        }
+        if r.outcome == Outcome::Success {
+            break;
+        }
+        assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
+        assert!(runs < 30, "no progress after {runs} runs");
+    }
+    k.assert_subs_mirror(LOC);
 }
 
 #[tokio::test]
@@ -798,6 +879,7 @@ async fn a_list_fetched_before_its_contact_was_tombstoned_is_not_brought_back() 
         kind: SubKind::Notes,
         seen_updated_ms: picked.updated_ms,
         items: Some(notes),
+        ordered: true,
     };
     let mut p = ghl_mirror::model::RunProgress::default();
     k.store.commit_lists(run, &[list], &mut p).unwrap();
@@ -1027,4 +1109,55 @@ async fn without_the_custom_field_scope_the_business_run_still_succeeds_with_a_w
         k.count("SELECT COUNT(*) FROM live_custom_values WHERE field_name IS NULL"),
         0
     );
+}
+
+#[tokio::test]
+async fn a_contacts_own_task_list_sets_the_order_the_search_could_not() {
+    let k = kit(5).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    let id = k.sandbox.live_contact_ids(LOC)[0].clone();
+    let task = |t: &str| ghl_mirror::model::Record {
+        id: t.into(),
+        contact_id: Some(id.clone()),
+        raw: format!(r#"{{"id":"{t}","contactId":"{id}","title":"{t}"}}"#),
+    };
+    let run_id = k
+        .store
+        .begin_run(LOC, Stream::Subresources, "subresources")
+        .unwrap();
+    let run = ghl_mirror::store::RunKey {
+        location: LOC,
+        stream: Stream::Subresources,
+        run_id,
+    };
+    let commit = |items: Vec<ghl_mirror::model::Record>, ordered: bool| {
+        let list = ghl_mirror::store::ContactList {
+            contact_id: id.clone(),
+            kind: SubKind::Tasks,
+            seen_updated_ms: None,
+            items: Some(items),
+            ordered,
+        };
+        let mut p = ghl_mirror::model::RunProgress::default();
+        k.store.commit_lists(run, &[list], &mut p).unwrap();
+    };
+    let served = || -> Vec<String> {
+        k.store
+            .list_of(SubKind::Tasks, LOC, &id)
+            .unwrap()
+            .items
+            .iter()
+            .map(|raw| serde_json::from_str::<Value>(raw).unwrap()["id"].to_string())
+            .collect()
+    };
+    // Stored first in the search's order (as mirrors before the fix did) ...
+    commit(vec![task("b"), task("a")], false);
+    assert_eq!(served(), [r#""b""#, r#""a""#]);
+    // ... the contact's own list puts them in its order, though they were stored the other way.
+    commit(vec![task("a"), task("b")], true);
+    assert_eq!(served(), [r#""a""#, r#""b""#]);
+    // A task new to the search goes after the known ones, which keep their places.
+    commit(vec![task("c"), task("b"), task("a")], false);
+    assert_eq!(served(), [r#""a""#, r#""b""#, r#""c""#]);
 }

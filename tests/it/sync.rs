@@ -416,3 +416,76 @@ async fn two_runs_of_one_location_at_once_are_serialised_by_skipping_the_second(
         "the skipped run left no trace"
     );
 }
+
+/// The newest `dateUpdated` in the mirror (ms).
+fn newest_update(k: &Kit) -> i64 {
+    k.count(&format!(
+        "SELECT MAX(date_updated_ms) FROM contacts WHERE location_id = '{LOC}'"
+    ))
+}
+
+/// Waits until the wall clock is past `ms` (the sandbox stamps edits with it, and the sync
+/// plans by it: there is no event to wait for).
+async fn wait_past(ms: i64) {
+    let left = ms + 1 - ghl_mirror::model::now_ms();
+    if left > 0 {
+        tokio::time::sleep(Duration::from_millis(left as u64)).await;
+    }
+}
+
+#[tokio::test]
+async fn once_a_bulk_edit_has_settled_an_idle_run_costs_one_request() {
+    let k = kit(400).await;
+    let client = k.client();
+    let o = SyncOptions {
+        page_limit: 20,
+        lookback: Duration::from_millis(400),
+        ..opts()
+    };
+    assert_success(&k.sync(&client, &o).await);
+    // A bulk edit: 150 contacts updated within the lookback of each other.
+    let churn = k.sandbox.churn(LOC, 0, 150, 0);
+    let r = k.sync(&client, &o).await;
+    assert_success(&r);
+    assert_eq!(r.progress.updated, churn.updated.len() as u64);
+    let edited_until = newest_update(&k);
+    // The next run starts more than `lookback` after the edit: it re-reads the edit once, in
+    // case search indexed part of it after the previous run started.
+    wait_past(edited_until + 400).await;
+    let r = k.sync(&client, &o).await;
+    assert_success(&r);
+    assert!(r.progress.received >= 150, "{}", r.progress.received);
+    // From then on nothing changed: each run is the one request that finds nothing.
+    for _ in 0..3 {
+        let r = k.sync(&client, &o).await;
+        assert_success(&r);
+        assert_eq!(r.mode, "incremental");
+        assert_eq!((r.progress.requests, r.progress.received), (1, 0));
+    }
+    k.assert_mirrors(LOC);
+}
+
+#[tokio::test]
+async fn an_edit_indexed_after_a_run_started_is_caught_by_the_next_run() {
+    let mut cfg = SandboxConfig::new(7, seeds(&[300]));
+    cfg.search_lag = Duration::from_millis(300);
+    let k = kit_with(cfg).await;
+    let client = k.client();
+    let o = SyncOptions {
+        lookback: Duration::from_millis(800),
+        ..opts()
+    };
+    assert_success(&k.sync(&client, &o).await);
+    let churn = k.sandbox.churn(LOC, 0, 40, 0);
+    let edited_at = ghl_mirror::model::now_ms();
+    // Search does not show the edits yet: this run finds nothing new.
+    let r = k.sync(&client, &o).await;
+    assert_success(&r);
+    assert_eq!(r.progress.updated, 0);
+    // Once search shows them, the next run reads them although they predate its start.
+    wait_past(edited_at + 300 + churn.updated.len() as i64).await;
+    let r = k.sync(&client, &o).await;
+    assert_success(&r);
+    assert_eq!(r.progress.updated, churn.updated.len() as u64);
+    k.assert_mirrors(LOC);
+}
