@@ -9,6 +9,7 @@ use crate::model::SubKind;
 use crate::model::query::{ContactQuery, Sort, SortField, SortValue};
 use crate::store::{Hit, Store};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
@@ -222,7 +223,11 @@ fn search_after(hit: &Hit) -> Value {
 }
 
 /// POST /contacts/search → `{"contacts":[...],"total":N,"traceId":"..."}`.
-pub(super) async fn search(State(api): State<Arc<Api>>, body: Bytes) -> Result<Response, ApiError> {
+pub(super) async fn search(
+    State(api): State<Arc<Api>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(ApiError::from)?;
     let body: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the request body is not valid JSON ({e}); send a JSON object such as {{\"locationId\":\"...\",\"pageLimit\":100}}"

@@ -8,5 +8,6 @@ mod errors;
 mod kit;
 mod query_cli;
 mod serve;
+mod serve_limits;
 mod subs;
 mod sync;
