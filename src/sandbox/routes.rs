@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::VERSION_HEADER_VALUE;
+use super::ACCEPTED_VERSIONS;
 use super::data::Id;
 use super::limits::{RateHeaders, RouteKind};
 use super::list::{self, ListQuery};
@@ -401,12 +401,12 @@ fn check_scope(app: &App, caller: &Caller, route: &Route) -> Result<(), Reply> {
     Err(Reply::scope_refused(Some(caller.location())))
 }
 
-/// 400 unless the `Version` header is 2021-07-28.
+/// 400 unless the `Version` header is one of [`ACCEPTED_VERSIONS`].
 pub(super) fn check_version(loc: Option<usize>, headers: &HeaderMap) -> Result<(), Reply> {
     let msg = match headers.get("version").map(HeaderValue::to_str) {
         None => "Version header was not found",
-        Some(Ok(v)) if v.trim() == VERSION_HEADER_VALUE => return Ok(()),
-        Some(_) => "Version header is invalid. Supported version: 2021-07-28",
+        Some(Ok(v)) if ACCEPTED_VERSIONS.contains(&v.trim()) => return Ok(()),
+        Some(_) => "Version header is invalid. Supported versions: 2021-07-28, 2023-02-21, v3",
     };
     Err(Reply::error(loc, StatusCode::BAD_REQUEST, msg, None))
 }
