@@ -162,6 +162,30 @@ async fn one_of(
     Ok(ok(format!("{{\"{key}\":{item}}}"), &location))
 }
 
+/// GET /contacts/search/duplicate?locationId=&email=&number= → `{"contact":{...}}`, or
+/// `{"contact":null}` when no live contact has the email (case-insensitive) or, failing that, the
+/// phone number (in any format). Email wins when both are given, as HighLevel's spec says.
+pub(super) async fn duplicate(
+    State(api): State<Arc<Api>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = QueryString::parse(raw.as_deref());
+    let mut errors = Vec::new();
+    let location = q.location(&mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::unprocessable(errors));
+    }
+    check_location(&api, &location)?;
+    let found = api
+        .store
+        .duplicate_contact(&location, q.text("email"), q.text("number"))?;
+    let body = match found {
+        Some(raw) => format!("{{\"contact\":{}}}", reshape(&raw, &SEARCH_ONLY, None)),
+        None => "{\"contact\":null}".to_string(),
+    };
+    Ok(ok(body, &location))
+}
+
 /// GET /contacts/:contactId/tasks → `{"tasks":[...]}`.
 pub(super) async fn tasks(
     State(api): State<Arc<Api>>,

@@ -318,6 +318,7 @@ fn router_with(store: Store, token: Option<SecretString>, request_timeout: Durat
     });
     Router::new()
         .route("/contacts/search", post(highlevel::search))
+        .route("/contacts/search/duplicate", get(highlevel::duplicate))
         .route("/contacts/", get(highlevel::list))
         .route("/contacts", get(highlevel::list))
         .route(

@@ -125,3 +125,108 @@ async fn the_sandbox_still_refuses_a_version_highlevel_does_not_accept() {
         "Version header is invalid. Supported versions: 2021-07-28, 2023-02-21, v3"
     );
 }
+
+/// `{"contact": ...}` without `dndSettings` (the mirror syncs from search, which omits it).
+fn comparable(mut v: Value) -> Value {
+    if let Some(c) = v.get_mut("contact").and_then(Value::as_object_mut) {
+        c.remove("dndSettings");
+    }
+    v
+}
+
+#[tokio::test]
+async fn duplicate_lookup_answers_like_the_sandbox_by_email_phone_in_any_format_and_bad_input() {
+    let (k, mirror, _stop) = served_mirror(300).await;
+    let sandbox = k.sandbox.base_url();
+    let http = reqwest::Client::new();
+    let both = |query: String| {
+        let (http, sandbox, mirror) = (http.clone(), sandbox.clone(), mirror.clone());
+        async move {
+            let path = format!("/contacts/search/duplicate?{query}");
+            let headers = &[("Version", "2021-07-28")];
+            let get = reqwest::Method::GET;
+            let up = call(
+                &http,
+                headers,
+                get.clone(),
+                format!("{sandbox}{path}"),
+                None,
+            )
+            .await;
+            let local = call(&http, headers, get, format!("{mirror}{path}"), None).await;
+            assert_eq!(local.0, up.0, "{path}: {} vs {}", local.1, up.1);
+            (local.0, comparable(local.1), comparable(up.1))
+        }
+    };
+    // A contact with an email and a North American number.
+    let contact = k
+        .sandbox
+        .live_contact_ids(LOC)
+        .iter()
+        .map(|id| k.sandbox.contact_json(LOC, id).unwrap())
+        .find(|c| {
+            c["email"].is_string() && c["phone"].as_str().is_some_and(|p| p.starts_with("+1"))
+        })
+        .expect("a contact with an email and a +1 phone");
+    let email = contact["email"].as_str().unwrap();
+    let phone = contact["phone"].as_str().unwrap();
+    let national = &phone[2..];
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+
+    let (status, local, up) = both(format!(
+        "locationId={LOC}&email={}",
+        enc(&email.to_uppercase())
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(local, up);
+    assert_eq!(local["contact"]["email"].as_str(), Some(email), "{local}");
+
+    let formats = [
+        phone.to_string(),
+        phone[1..].to_string(),
+        national.to_string(),
+        format!(
+            "+1 ({}) {}-{}",
+            &national[..3],
+            &national[3..6],
+            &national[6..]
+        ),
+        format!("{}.{}.{}", &national[..3], &national[3..6], &national[6..]),
+    ];
+    for number in formats {
+        let (status, local, up) = both(format!("locationId={LOC}&number={}", enc(&number))).await;
+        assert_eq!(status, 200, "{number}");
+        assert_eq!(local, up, "{number}");
+        let found = local["contact"]["phone"]
+            .as_str()
+            .map(|p| p[2..].to_string());
+        assert_eq!(found.as_deref(), Some(national), "{number}: {local}");
+    }
+
+    // Email first; an email nobody has falls back to the number; a miss is `contact: null`.
+    let (_, local, up) = both(format!(
+        "locationId={LOC}&email=nobody%40example.invalid&number={}",
+        enc(phone)
+    ))
+    .await;
+    assert_eq!(local, up);
+    assert!(local["contact"].is_object(), "{local}");
+    let (status, local, up) = both(format!(
+        "locationId={LOC}&email=nobody%40example.invalid&number=%2B19990000000"
+    ))
+    .await;
+    assert_eq!((status, &local), (200, &json!({"contact": null})));
+    assert_eq!(local, up);
+
+    // Bad input: HighLevel's 422 without a locationId, 403 for a location not the token's.
+    let (status, local, up) = both(format!("email={}", enc(email))).await;
+    assert_eq!(status, 422);
+    assert_eq!(local, up);
+    assert_eq!(
+        local,
+        json!({"statusCode": 422, "message": ["locationId should not be empty"], "error": "Unprocessable Entity"})
+    );
+    let (status, _, _) = both(format!("locationId={LOC2}&email={}", enc(email))).await;
+    assert_eq!(status, 403);
+}
