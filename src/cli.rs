@@ -874,6 +874,18 @@ async fn run_sandbox(a: &SandboxArgs) -> Result<ExitCode> {
         sandbox.base_url(),
         sandbox.base_url()
     );
+    if cfg.limits.is_none() {
+        // The client paces itself at HighLevel's 100 per 10 s unless told otherwise.
+        banner.push_str(
+            "# --no-limits: the sandbox does not pace, so neither does the client
+             [upstream.rate_limit]
+burst_max = 10000
+interval = \"1s\"
+safety_margin = \"0ms\"
+
+",
+        );
+    }
     for l in &cfg.locations {
         let var = format!(
             "SANDBOX_TOKEN_{}",

@@ -7,6 +7,7 @@ mod cli;
 mod errors;
 mod kit;
 mod query_cli;
+mod sandbox_cli;
 mod sdk;
 mod serve;
 mod serve_limits;
