@@ -30,6 +30,10 @@ pub(crate) async fn served_mirror(
 ) -> (Kit, String, tokio::sync::oneshot::Sender<()>) {
     let k = kit(contacts).await;
     assert_success(&k.sync(&k.client(), &opts()).await);
+    // As `ghl-mirror sync` ends: the full-text index caught up.
+    let stop = tokio::sync::watch::channel(false).1;
+    ghl_mirror::sync::index_text(&k.store, &stop).await.unwrap();
+    assert_eq!(k.store.text_pending().unwrap(), 0);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
