@@ -4,7 +4,7 @@
 //! Routes, over seeded, deterministic data (each request costs one against
 //! the rate limiter):
 //! - `GET /contacts/` (legacy list), `POST /contacts/search`,
-//!   `GET /contacts/:contactId`;
+//!   `GET /contacts/search/duplicate`, `GET /contacts/:contactId`;
 //! - `GET /contacts/:contactId/tasks`, `.../tasks/:taskId`,
 //!   `GET /contacts/:contactId/notes`, `.../notes/:id`,
 //!   `GET /contacts/:contactId/appointments` (sub-resources, generated per

@@ -1,6 +1,6 @@
 //! HighLevel's contact read paths, answered from the mirror with HighLevel's JSON shapes
 //! (`../shared/ghl-api/apps/contacts.json`): a contact, its tasks, notes and appointments, the
-//! legacy list, contacts by business, and search. Tombstoned contacts are never served; an
+//! legacy list, contacts by business, search and the duplicate lookup. Tombstoned contacts are never served; an
 //! unknown id gets HighLevel's `400 Contact not found`.
 
 use super::params::{self, BusinessParams, ListParams, QueryString};
