@@ -351,13 +351,24 @@ async fn an_api_token_with_surrounding_whitespace_is_trimmed_and_clients_get_in(
 async fn an_api_token_with_whitespace_inside_is_refused_at_start_naming_the_variable() {
     let k = kit(5).await;
     let db = synced_db(&k).await;
-    let mut c = serve_command(&db, Some("s3cret token"));
-    c.stderr(std::process::Stdio::piped());
-    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let mut child = serve_command(&db, Some("s3cret token")).spawn().unwrap();
+    let pid = child.id().to_string();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let status = child.wait().unwrap();
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            (status, err)
+        }),
+    )
+    .await;
+    if out.is_err() {
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+        panic!("serve started with a token it should have refused");
+    }
+    let (status, err) = out.unwrap().unwrap();
+    assert_eq!(status.code(), Some(1));
     assert!(
         err.contains("GHL_MIRROR_API_TOKEN") && err.contains("whitespace inside"),
         "{err}"
