@@ -407,14 +407,16 @@ fn authorized_clients<'a>(
     (clients, refused)
 }
 
-/// A stop signal that flips on SIGINT or SIGTERM.
-fn stop_on_signals() -> crate::sync::StopSignal {
+/// What a sync says when a signal stops it.
+const SYNC_STOPPING: &str =
+    "stopping: finishing the pages in flight and saving the cursor (Ctrl-C again to abort)";
+
+/// A stop signal that flips on SIGINT or SIGTERM, saying `message` when it does.
+fn stop_on_signals(message: impl std::fmt::Display + Send + 'static) -> crate::sync::StopSignal {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!(
-            "stopping: finishing the pages in flight and saving the cursor (Ctrl-C again to abort)"
-        );
+        eprintln!("{message}");
         let _ = tx.send(true);
         wait_for_signal().await;
         std::process::exit(130);
@@ -479,7 +481,7 @@ async fn run_sync(config: &Config, args: &SyncArgs) -> Result<ExitCode> {
         opts.businesses = None;
     }
     let contacts = wants(StreamArg::Contacts);
-    let stop = stop_on_signals();
+    let stop = stop_on_signals(SYNC_STOPPING);
     let progress = ProgressUi::new(std::io::stderr().is_terminal(), args.progress_every);
     let mut runs = Vec::new();
     let (clients, refused) = authorized_clients(config, locations, tokens.as_ref());
@@ -554,17 +556,21 @@ async fn start_api(
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    Ok(tokio::spawn(crate::serve::serve(
+    Ok(tokio::spawn(crate::serve::serve_with(
         store.clone(),
         token,
         listener,
         shutdown,
+        config.serve.timeouts,
     )))
 }
 
 async fn run_serve(config: &Config, a: &ServeArgs) -> Result<ExitCode> {
     let store = open_read_only(&config.database)?;
-    let stop = stop_on_signals();
+    let stop = stop_on_signals(format!(
+        "stopping: no new connections; requests in flight get {} to finish, then every connection is closed (Ctrl-C again to abort)",
+        humantime::format_duration(config.serve.timeouts.grace)
+    ));
     start_api(config, &store, a.listen, stop).await?.await??;
     Ok(ExitCode::SUCCESS)
 }
@@ -597,7 +603,7 @@ async fn run_daemon_cmd(config: &Config, a: &DaemonArgs) -> Result<ExitCode> {
         schedule.businesses.as_deref().unwrap_or("off"),
         schedule.reconcile.as_deref().unwrap_or("off"),
     );
-    let stop = stop_on_signals();
+    let stop = stop_on_signals(SYNC_STOPPING);
     let api = if a.serve || a.listen.is_some() {
         Some(start_api(config, &store, a.listen, stop.clone()).await?)
     } else {
@@ -863,6 +869,18 @@ async fn run_sandbox(a: &SandboxArgs) -> Result<ExitCode> {
         sandbox.base_url(),
         sandbox.base_url()
     );
+    if cfg.limits.is_none() {
+        // The client paces itself at HighLevel's 100 per 10 s unless told otherwise.
+        banner.push_str(
+            "# --no-limits: the sandbox does not pace, so neither does the client
+             [upstream.rate_limit]
+burst_max = 10000
+interval = \"1s\"
+safety_margin = \"0ms\"
+
+",
+        );
+    }
     for l in &cfg.locations {
         let var = format!(
             "SANDBOX_TOKEN_{}",

@@ -140,7 +140,10 @@ pub struct ServeConfig {
     /// The variable holding the API's bearer token.
     pub token_env: String,
     /// Required of every request when set; `serve` refuses to listen beyond loopback without it.
+    /// Surrounding whitespace (a trailing newline from `$(cat file)`) is trimmed.
     pub token: Option<SecretString>,
+    /// Header-read and request timeouts (the shutdown grace period is fixed).
+    pub timeouts: crate::serve::Timeouts,
 }
 
 /// `ghl-mirror sql`.
@@ -288,6 +291,8 @@ impl Default for RawOAuth {
 struct RawServe {
     listen: String,
     token_env: String,
+    header_timeout: String,
+    request_timeout: String,
 }
 
 impl Default for RawServe {
@@ -295,6 +300,8 @@ impl Default for RawServe {
         RawServe {
             listen: "127.0.0.1:8484".into(),
             token_env: DEFAULT_API_TOKEN_ENV.into(),
+            header_timeout: "10s".into(),
+            request_timeout: "30s".into(),
         }
     }
 }
@@ -714,15 +721,24 @@ fn validate_serve(raw: RawServe, env: &dyn Env) -> Result<ServeConfig, ConfigErr
             format!("must name an environment variable, e.g. \"{DEFAULT_API_TOKEN_ENV}\""),
         ));
     }
+    let header = positive_duration("serve.header_timeout", &raw.header_timeout)?;
+    let request = positive_duration("serve.request_timeout", &raw.request_timeout)?;
     Ok(ServeConfig {
         listen,
         // Unset and empty are the same: no token (commands that need no upstream token resolve
-        // unset variables to "").
+        // unset variables to ""). Clients' tokens are trimmed too, so surrounding whitespace
+        // would otherwise lock every client out.
         token: env
             .var(&raw.token_env)
-            .filter(|t| !t.trim().is_empty())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
             .map(SecretString::from),
         token_env: raw.token_env,
+        timeouts: crate::serve::Timeouts {
+            header: at_most("serve.header_timeout", header, 3600)?,
+            request: at_most("serve.request_timeout", request, 3600)?,
+            ..crate::serve::Timeouts::default()
+        },
     })
 }
 
@@ -1058,6 +1074,32 @@ mod tests {
         let c = Config::from_toml(text, &env(&[("GHL_TOKEN", "t")])).unwrap();
         assert_eq!(c.upstream.interval, Duration::from_secs(10));
         assert_eq!(c.locations.len(), 1);
+    }
+
+    #[test]
+    fn the_api_token_is_trimmed_of_surrounding_whitespace() {
+        let c = Config::from_toml("", &env(&[(DEFAULT_API_TOKEN_ENV, "  s3cret\n")])).unwrap();
+        let token = c
+            .serve
+            .token
+            .as_ref()
+            .map(|t| secrecy::ExposeSecret::expose_secret(t).to_string());
+        assert_eq!(token.as_deref(), Some("s3cret"));
+        let c = Config::from_toml("", &env(&[(DEFAULT_API_TOKEN_ENV, " \t\n")])).unwrap();
+        assert!(c.serve.token.is_none());
+    }
+
+    #[test]
+    fn serve_timeouts_are_read_from_the_config_and_must_be_positive() {
+        let c = Config::from_toml(
+            "[serve]\nheader_timeout = \"2s\"\nrequest_timeout = \"1m\"\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.serve.timeouts.header, Duration::from_secs(2));
+        assert_eq!(c.serve.timeouts.request, Duration::from_secs(60));
+        let e = Config::from_toml("[serve]\nheader_timeout = \"0s\"\n", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("serve.header_timeout"), "{e}");
     }
 
     #[test]

@@ -296,6 +296,21 @@ pub struct PageCounts {
     pub unchanged: u64,
 }
 
+/// The digits of a phone number as typed (`+1 (555) 010-1234` is `15550101234`).
+pub fn phone_digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Whether two phone numbers' digits are the same number: equal, or one is the other (at least
+/// 10 digits, a national number) with a country code of 1-3 digits in front.
+pub fn same_phone(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    if short.is_empty() {
+        return false;
+    }
+    short == long || (short.len() >= 10 && long.len() - short.len() <= 3 && long.ends_with(short))
+}
+
 /// Current time in ms since the epoch.
 pub fn now_ms() -> i64 {
     let now = std::time::SystemTime::now()

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::data::{Contact, Gen, LocInfo, mix_seed};
 use super::store::Store;
-use super::time_fmt::{DAY_MS, RANGE_END_MS, RANGE_START_MS, iso_ms};
+use super::time_fmt::{DAY_MS, iso_ms, range_end_ms, range_start_ms};
 use super::vocab::{BUSINESS_DESCRIPTIONS, BUSINESS_NAMES, CITIES, STREETS};
 
 /// GET /businesses/ `limit` default.
@@ -93,7 +93,7 @@ fn one(rng: &mut SmallRng, loc: &LocInfo, i: usize, id: &str, taken: &mut Vec<us
     } else {
         format!("{slug}.example.com")
     };
-    let created = rng.random_range(RANGE_START_MS..RANGE_END_MS - 400 * DAY_MS);
+    let created = rng.random_range(range_start_ms()..range_end_ms() - 400 * DAY_MS);
     let updated = if rng.random_bool(0.3) {
         created
     } else {

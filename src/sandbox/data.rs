@@ -5,7 +5,7 @@
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::time_fmt::{DAY_MS, RANGE_END_MS, RANGE_START_MS};
+use super::time_fmt::{DAY_MS, range_end_ms, range_start_ms};
 use super::vocab::{
     ATTRIBUTIONS, CITIES, COMPANIES, CUSTOM_VALUES, DND_CHANNELS, DOMAINS, FIRST_NAMES, LAST_NAMES,
     SOURCES, STREETS, TAGS, TIMEZONES, WEBSITES,
@@ -488,7 +488,7 @@ impl DatePlan {
         DatePlan {
             batches,
             batch_dates,
-            prev: (RANGE_START_MS, RANGE_START_MS),
+            prev: (range_start_ms(), range_start_ms()),
         }
     }
 
@@ -515,15 +515,15 @@ impl DatePlan {
 }
 
 fn batch_dates(rng: &mut SmallRng) -> (i64, i64) {
-    let added = rng.random_range(RANGE_START_MS..RANGE_END_MS - 31 * DAY_MS);
+    let added = rng.random_range(range_start_ms()..range_end_ms() - 31 * DAY_MS);
     let updated = added + BATCH_SIZE as i64 * 7 + rng.random_range(0..30 * DAY_MS);
     (added, updated)
 }
 
 fn random_dates(rng: &mut SmallRng) -> (i64, i64) {
-    let added = rng.random_range(RANGE_START_MS..RANGE_END_MS);
+    let added = rng.random_range(range_start_ms()..range_end_ms());
     if rng.random_bool(0.35) {
         return (added, added);
     }
-    (added, rng.random_range(added..RANGE_END_MS))
+    (added, rng.random_range(added..range_end_ms()))
 }

@@ -4,7 +4,7 @@
 //! Routes, over seeded, deterministic data (each request costs one against
 //! the rate limiter):
 //! - `GET /contacts/` (legacy list), `POST /contacts/search`,
-//!   `GET /contacts/:contactId`;
+//!   `GET /contacts/search/duplicate`, `GET /contacts/:contactId`;
 //! - `GET /contacts/:contactId/tasks`, `.../tasks/:taskId`,
 //!   `GET /contacts/:contactId/notes`, `.../notes/:id`,
 //!   `GET /contacts/:contactId/appointments` (sub-resources, generated per
@@ -73,8 +73,13 @@ use self::subs::{Action, Kind};
 
 pub use self::oauth::{OAuthApp, OAuthStats};
 
-/// The only `Version` header value the contacts API accepts.
+/// The `Version` header value of the v2 specs (`apps/contacts.json`), the one `sync` sends.
 pub const VERSION_HEADER_VALUE: &str = "2021-07-28";
+
+/// Every `Version` the sandbox accepts: the v2 specs' value, the official Node SDK's default
+/// (`2023-02-21`, which HighLevel answers though no spec lists it) and the v3 specs' value that
+/// the Python SDK sends on every call (`apps/v3/contacts-v3.json`).
+pub const ACCEPTED_VERSIONS: [&str; 3] = [VERSION_HEADER_VALUE, "2023-02-21", "v3"];
 
 /// How long `shutdown` waits for in-flight requests before aborting.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::VERSION_HEADER_VALUE;
+use super::ACCEPTED_VERSIONS;
 use super::data::Id;
 use super::limits::{RateHeaders, RouteKind};
 use super::list::{self, ListQuery};
@@ -49,6 +49,7 @@ pub(super) fn router(app: Arc<App>) -> Router {
 enum Route {
     List,
     Search,
+    Duplicate,
     Get(String),
     Tasks(String),
     Task(String, String),
@@ -76,6 +77,7 @@ impl Route {
         Some(match segs.as_slice() {
             ["contacts"] if get => Route::List,
             ["contacts", "search"] if method == Method::POST => Route::Search,
+            ["contacts", "search", "duplicate"] if get => Route::Duplicate,
             ["contacts", "business", b] if get => Route::BusinessContacts(s(b)),
             ["contacts", id] if get => Route::Get(s(id)),
             ["contacts", id, "tasks"] if get => Route::Tasks(s(id)),
@@ -96,7 +98,7 @@ impl Route {
     fn kind(&self) -> RouteKind {
         match self {
             Route::List => RouteKind::List,
-            Route::Search => RouteKind::Search,
+            Route::Search | Route::Duplicate => RouteKind::Search,
             Route::Get(_) => RouteKind::Get,
             Route::Tasks(_) | Route::Task(..) => RouteKind::Tasks,
             Route::Notes(_) | Route::Note(..) => RouteKind::Notes,
@@ -114,6 +116,7 @@ impl Route {
         match self {
             Route::List
             | Route::Search
+            | Route::Duplicate
             | Route::Get(_)
             | Route::Tasks(_)
             | Route::Task(..)
@@ -229,6 +232,7 @@ impl Caller {
 enum Input {
     List(Vec<(String, String)>),
     Search(Value),
+    Duplicate(Vec<(String, String)>),
     Get(String),
     Tasks(String),
     Task(String, String),
@@ -344,6 +348,7 @@ async fn precheck(
     let input = match route {
         Route::List => Input::List(query_pairs(parts)),
         Route::Search => Input::Search(read_json(loc, body).await?),
+        Route::Duplicate => Input::Duplicate(query_pairs(parts)),
         Route::Get(id) => Input::Get(id),
         Route::Tasks(c) => Input::Tasks(c),
         Route::Task(c, t) => Input::Task(c, t),
@@ -401,12 +406,12 @@ fn check_scope(app: &App, caller: &Caller, route: &Route) -> Result<(), Reply> {
     Err(Reply::scope_refused(Some(caller.location())))
 }
 
-/// 400 unless the `Version` header is 2021-07-28.
+/// 400 unless the `Version` header is one of [`ACCEPTED_VERSIONS`].
 pub(super) fn check_version(loc: Option<usize>, headers: &HeaderMap) -> Result<(), Reply> {
     let msg = match headers.get("version").map(HeaderValue::to_str) {
         None => "Version header was not found",
-        Some(Ok(v)) if v.trim() == VERSION_HEADER_VALUE => return Ok(()),
-        Some(_) => "Version header is invalid. Supported version: 2021-07-28",
+        Some(Ok(v)) if ACCEPTED_VERSIONS.contains(&v.trim()) => return Ok(()),
+        Some(_) => "Version header is invalid. Supported versions: 2021-07-28, 2023-02-21, v3",
     };
     Err(Reply::error(loc, StatusCode::BAD_REQUEST, msg, None))
 }
@@ -457,9 +462,10 @@ fn location_param(params: &[(String, String)]) -> Option<&str> {
 /// 403 when the request names a location other than the token's.
 fn check_location(app: &App, loc: usize, input: &Input) -> Result<(), Reply> {
     let asked = match input {
-        Input::List(params) | Input::Businesses(params) | Input::BusinessContacts(_, params) => {
-            location_param(params)
-        }
+        Input::List(params)
+        | Input::Duplicate(params)
+        | Input::Businesses(params)
+        | Input::BusinessContacts(_, params) => location_param(params),
         Input::Search(body) => body_location(body),
         Input::TaskSearch { location, .. } | Input::CustomFields { location, .. } => {
             Some(location.as_str())
@@ -500,6 +506,7 @@ fn run_handler(app: &App, loc: usize, input: Input) -> Reply {
     match input {
         Input::List(params) => handle_list(app, loc, &params),
         Input::Search(body) => handle_search(app, loc, &body),
+        Input::Duplicate(params) => handle_duplicate(app, loc, &params),
         Input::Get(id) => handle_get(app, loc, &id),
         Input::Tasks(c) => subroutes::tasks(app, loc, &c),
         Input::Task(c, t) => subroutes::task(app, loc, &c, &t),
@@ -557,6 +564,59 @@ fn handle_search(app: &App, loc: usize, body: &Value) -> Reply {
     write_json(&mut out, &app.trace_id());
     out.push(b'}');
     Reply::new(Some(loc), StatusCode::OK, out)
+}
+
+/// GET /contacts/search/duplicate: the oldest live contact (by dateAdded, then id) with the
+/// `email` (ASCII case-insensitive), else with the `number` (its digits, in any format).
+fn handle_duplicate(app: &App, loc: usize, params: &[(String, String)]) -> Reply {
+    let text = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    if text("locationId").is_none() {
+        return Reply::unprocessable(loc, &["locationId should not be empty".to_string()]);
+    }
+    let store = lock(&app.locations[loc].store);
+    let oldest_first = || {
+        store
+            .legacy_index()
+            .iter()
+            .filter_map(|(_, id)| store.get(id))
+    };
+    let by_email = text("email").and_then(|email| {
+        oldest_first().find(|c| {
+            c.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        })
+    });
+    let found = by_email.or_else(|| {
+        let wanted = digits(text("number")?);
+        oldest_first().find(|c| {
+            c.phone
+                .as_deref()
+                .is_some_and(|p| same_number(&digits(p), &wanted))
+        })
+    });
+    match found {
+        Some(c) => Reply::new(Some(loc), StatusCode::OK, get_body(&c, &store.info)),
+        None => Reply::new(Some(loc), StatusCode::OK, b"{\"contact\":null}".to_vec()),
+    }
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Equal digits, or one number (at least 10 digits) with a 1-3 digit country code in front.
+fn same_number(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    !short.is_empty()
+        && (short == long
+            || (short.len() >= 10 && long.len() - short.len() <= 3 && long.ends_with(short)))
 }
 
 fn handle_get(app: &App, loc: usize, raw_id: &str) -> Reply {

@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use super::SubresourceMix;
 use super::data::{Contact, Id, LocInfo, mix_seed};
 use super::tasks::Cached;
-use super::time_fmt::DAY_MS;
+use super::time_fmt::{DAY_MS, range_end_ms};
 use super::vocab::{
     APPOINTMENT_ADDRESSES, APPOINTMENT_NOTES, APPOINTMENT_STATUSES, APPOINTMENT_TITLES,
     NOTE_BODIES, NOTE_COLORS, NOTE_TITLES, TASK_BODIES, TASK_TITLES,
@@ -341,7 +341,9 @@ impl SubGen<'_> {
         let updated = if self.pick(0.5) {
             added
         } else {
-            self.rng.random_range(added..=start)
+            // Edited between booking and the start, but never after today.
+            self.rng
+                .random_range(added..=start.min(range_end_ms()).max(added))
         };
         let assigned = self.pick(0.85).then(|| self.user_for(c.assigned));
         let mut users = assigned.map_or(0, |a| 1u8 << (a % 8));

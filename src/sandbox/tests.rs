@@ -340,7 +340,7 @@ async fn auth_version_location_and_not_found_errors() {
     let r = http
         .get(&url)
         .bearer_auth(TOKEN)
-        .header("Version", "2023-02-21")
+        .header("Version", "2020-01-01")
         .send()
         .await
         .unwrap();

@@ -957,3 +957,56 @@ async fn new_routes_cost_one_request_each_against_the_limiter() {
     assert_eq!(counters, (7, 2, 1, 1, 1, 1, 1, 1));
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn seeded_tasks_and_appointments_fall_due_around_today_and_contacts_are_never_in_the_future()
+{
+    let sb = start(SandboxConfig::new(
+        11,
+        vec![LocationSeed {
+            id: LOC.into(),
+            token: TOKEN.into(),
+            contacts: 2_000,
+        }],
+    ))
+    .await;
+    let now = super::time_fmt::now_ms();
+    let (mut due_ahead, mut due_past, mut starts_ahead, mut starts_past) = (0, 0, 0, 0);
+    for id in sb.live_contact_ids(LOC) {
+        let c = sb.contact_json(LOC, &id).unwrap();
+        for key in ["dateAdded", "dateUpdated"] {
+            let ms = parse_iso(c[key].as_str().unwrap()).unwrap();
+            assert!(ms <= now, "{id} {key} {} is in the future", c[key]);
+        }
+        for t in sb.tasks_json(LOC, &id).unwrap() {
+            let due = parse_iso(t["dueDate"].as_str().unwrap()).unwrap();
+            *(if due >= now {
+                &mut due_ahead
+            } else {
+                &mut due_past
+            }) += 1;
+        }
+        for a in sb.appointments_json(LOC, &id).unwrap() {
+            // "2025-03-01 10:15:30" (UTC)
+            let start = parse_iso(&format!(
+                "{}Z",
+                a["startTime"].as_str().unwrap().replace(' ', "T")
+            ))
+            .unwrap();
+            *(if start >= now {
+                &mut starts_ahead
+            } else {
+                &mut starts_past
+            }) += 1;
+        }
+    }
+    assert!(
+        due_ahead > 0 && due_past > 0,
+        "{due_ahead} due ahead, {due_past} past"
+    );
+    assert!(
+        starts_ahead > 0 && starts_past > 0,
+        "{starts_ahead} appointments ahead, {starts_past} past"
+    );
+    sb.shutdown().await;
+}

@@ -9,10 +9,22 @@ use time::format_description::well_known::Rfc3339;
 
 /// One day in milliseconds.
 pub(super) const DAY_MS: i64 = 86_400_000;
-/// 2023-01-01T00:00:00.000Z: earliest seeded dateAdded.
-pub(super) const RANGE_START_MS: i64 = 1_672_531_200_000;
-/// 2026-01-01T00:00:00.000Z: seeded dates lie before this.
-pub(super) const RANGE_END_MS: i64 = 1_767_225_600_000;
+/// How far back seeded dates reach: three years.
+const RANGE_DAYS: i64 = 3 * 365 + 1;
+
+/// Seeded dates lie before this: the start of the UTC day on which the process first generated
+/// data. Seeded contacts are therefore never in the future, their tasks fall due and their
+/// appointments start around today (up to 60 and 90 days after the contact's dates), and the
+/// data of a seed is the same all day (and for the life of the process).
+pub(super) fn range_end_ms() -> i64 {
+    static END: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *END.get_or_init(|| now_ms().div_euclid(DAY_MS) * DAY_MS)
+}
+
+/// The earliest seeded dateAdded: three years before [`range_end_ms`].
+pub(super) fn range_start_ms() -> i64 {
+    range_end_ms() - RANGE_DAYS * DAY_MS
+}
 
 /// Wall-clock now in ms since the epoch.
 pub(super) fn now_ms() -> i64 {
@@ -108,8 +120,10 @@ mod tests {
         let ms = 1_740_824_130_123;
         assert_eq!(iso_ms(ms), "2025-03-01T10:15:30.123Z");
         assert_eq!(parse_iso("2025-03-01T10:15:30.123Z"), Some(ms));
-        assert_eq!(iso_ms(RANGE_START_MS), "2023-01-01T00:00:00.000Z");
-        assert_eq!(parse_iso("2026-01-01"), Some(RANGE_END_MS));
+        let end = range_end_ms();
+        assert!(end <= now_ms() && now_ms() - end < DAY_MS);
+        assert!(iso_ms(end).ends_with("T00:00:00.000Z"));
+        assert_eq!(end - range_start_ms(), 1096 * DAY_MS);
         assert_eq!(ymd(0), "1970-01-01");
         assert_eq!(ymd_hms(ms), "2025-03-01 10:15:30");
         assert_eq!(parse_iso("nope"), None);

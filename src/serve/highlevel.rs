@@ -1,6 +1,6 @@
 //! HighLevel's contact read paths, answered from the mirror with HighLevel's JSON shapes
 //! (`../shared/ghl-api/apps/contacts.json`): a contact, its tasks, notes and appointments, the
-//! legacy list, contacts by business, and search. Tombstoned contacts are never served; an
+//! legacy list, contacts by business, search and the duplicate lookup. Tombstoned contacts are never served; an
 //! unknown id gets HighLevel's `400 Contact not found`.
 
 use super::params::{self, BusinessParams, ListParams, QueryString};
@@ -9,6 +9,7 @@ use crate::model::SubKind;
 use crate::model::query::{ContactQuery, Sort, SortField, SortValue};
 use crate::store::{Hit, Store};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
@@ -161,6 +162,30 @@ async fn one_of(
     Ok(ok(format!("{{\"{key}\":{item}}}"), &location))
 }
 
+/// GET /contacts/search/duplicate?locationId=&email=&number= → `{"contact":{...}}`, or
+/// `{"contact":null}` when no live contact has the email (case-insensitive) or, failing that, the
+/// phone number (in any format). Email wins when both are given, as HighLevel's spec says.
+pub(super) async fn duplicate(
+    State(api): State<Arc<Api>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = QueryString::parse(raw.as_deref());
+    let mut errors = Vec::new();
+    let location = q.location(&mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::unprocessable(errors));
+    }
+    check_location(&api, &location)?;
+    let found = api
+        .store
+        .duplicate_contact(&location, q.text("email"), q.text("number"))?;
+    let body = match found {
+        Some(raw) => format!("{{\"contact\":{}}}", reshape(&raw, &SEARCH_ONLY, None)),
+        None => "{\"contact\":null}".to_string(),
+    };
+    Ok(ok(body, &location))
+}
+
 /// GET /contacts/:contactId/tasks → `{"tasks":[...]}`.
 pub(super) async fn tasks(
     State(api): State<Arc<Api>>,
@@ -222,7 +247,11 @@ fn search_after(hit: &Hit) -> Value {
 }
 
 /// POST /contacts/search → `{"contacts":[...],"total":N,"traceId":"..."}`.
-pub(super) async fn search(State(api): State<Arc<Api>>, body: Bytes) -> Result<Response, ApiError> {
+pub(super) async fn search(
+    State(api): State<Arc<Api>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(ApiError::from)?;
     let body: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
             "the request body is not valid JSON ({e}); send a JSON object such as {{\"locationId\":\"...\",\"pageLimit\":100}}"

@@ -43,6 +43,12 @@ pub enum ServeError {
          or listen on 127.0.0.1"
     )]
     ExposedWithoutToken { addr: SocketAddr, token_env: String },
+    #[error(
+        "the API token in {token_env} contains whitespace inside it, so no client could send it \
+         in an `Authorization: Bearer` header; set {token_env} to one word (e.g. the output of \
+         `openssl rand -hex 32`)"
+    )]
+    TokenWithSpace { token_env: String },
     #[error("cannot listen on {addr}: {source}; pick a free port with --listen or serve.listen")]
     Bind {
         addr: SocketAddr,
@@ -54,12 +60,18 @@ pub enum ServeError {
     Store(#[from] StoreError),
 }
 
-/// Refuses an address beyond loopback without a token.
+/// Refuses a token no client can send (whitespace inside it; the config trims the ends) and
+/// an address beyond loopback without a token.
 pub fn check_exposure(
     addr: SocketAddr,
     token: Option<&SecretString>,
     token_env: &str,
 ) -> Result<(), ServeError> {
+    if token.is_some_and(|t| t.expose_secret().chars().any(char::is_whitespace)) {
+        return Err(ServeError::TokenWithSpace {
+            token_env: token_env.to_string(),
+        });
+    }
     if addr.ip().is_loopback() || token.is_some() {
         return Ok(());
     }
@@ -76,17 +88,99 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// How long the local API waits on clients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A request's line and headers must arrive within this, else the connection is closed
+    /// (this also closes a keep-alive connection idle for this long).
+    pub header: Duration,
+    /// Reading a request's body and answering it; past this the client gets a 408.
+    pub request: Duration,
+    /// On shutdown, requests in flight get this long to finish; connections still open are
+    /// then closed.
+    pub grace: Duration,
+}
+
+impl Default for Timeouts {
+    /// 10 s for the headers, 30 s for a whole request, 3 s of grace on shutdown.
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(10),
+            request: Duration::from_secs(30),
+            grace: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, with the default [`Timeouts`].
 pub async fn serve(
     store: Store,
     token: Option<SecretString>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with(store, token, listener, shutdown, Timeouts::default()).await
+}
+
+/// Serves the API on `listener` until `shutdown` completes: then it stops accepting, lets the
+/// requests in flight finish for `timeouts.grace`, closes every connection still open (a slow
+/// or stalled client included) and returns.
+pub async fn serve_with(
+    store: Store,
+    token: Option<SecretString>,
+    mut listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    timeouts: Timeouts,
+) -> Result<(), ServeError> {
     let reader = store.reader(READ_CONNECTIONS, CONNECTION_WAIT)?;
-    axum::serve(listener, router(reader, token))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let app = router_with(reader, token, timeouts.request);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(timeouts.header);
+    let (stopping, _) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            (io, _) = axum::serve::Listener::accept(&mut listener) => {
+                let conn = http.serve_connection(
+                    hyper_util::rt::TokioIo::new(io),
+                    hyper_util::service::TowerToHyperService::new(app.clone()),
+                );
+                let mut stop = stopping.subscribe();
+                connections.spawn(async move {
+                    let mut conn = std::pin::pin!(conn);
+                    let stopped = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    let finished = tokio::select! {
+                        _ = conn.as_mut() => true,
+                        () = stopped => false,
+                    };
+                    if !finished {
+                        // Finish the request in flight, then close.
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = stopping.send(true);
+    let drained = tokio::time::timeout(timeouts.grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!(
+            open = connections.len(),
+            "local API: closing the connections still open after the shutdown grace period"
+        );
+        connections.shutdown().await;
+    }
     Ok(())
 }
 
@@ -110,6 +204,8 @@ pub(crate) struct Api {
     metrics: metrics::HttpMetrics,
     /// The database's figures for `/metrics`, with when they were read.
     db_metrics: tokio::sync::Mutex<Option<(Instant, Arc<crate::store::Metrics>)>>,
+    /// Reading a request's body and answering it.
+    request_timeout: Duration,
 }
 
 /// Each location's last successful contacts sync, as of `read_at`.
@@ -202,8 +298,13 @@ impl Api {
     }
 }
 
-/// The local API's routes.
+/// The local API's routes, with the default request timeout.
 pub fn router(store: Store, token: Option<SecretString>) -> Router {
+    router_with(store, token, Timeouts::default().request)
+}
+
+/// The local API's routes; a request not answered within `request_timeout` gets a 408.
+fn router_with(store: Store, token: Option<SecretString>, request_timeout: Duration) -> Router {
     let freshness = Freshness::read(&store, None);
     let api = Arc::new(Api {
         store,
@@ -213,9 +314,11 @@ pub fn router(store: Store, token: Option<SecretString>) -> Router {
         heavy: Semaphore::new(HEAVY_SLOTS),
         metrics: metrics::HttpMetrics::default(),
         db_metrics: tokio::sync::Mutex::new(None),
+        request_timeout,
     });
     Router::new()
         .route("/contacts/search", post(highlevel::search))
+        .route("/contacts/search/duplicate", get(highlevel::duplicate))
         .route("/contacts/", get(highlevel::list))
         .route("/contacts", get(highlevel::list))
         .route(
@@ -277,7 +380,10 @@ async fn around(State(api): State<Arc<Api>>, req: Request, next: Next) -> Respon
         .to_string();
     let method = req.method().clone();
     let mut resp = match authorize(&api, &route, req.headers()) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => match tokio::time::timeout(api.request_timeout, next.run(req)).await {
+            Ok(resp) => resp,
+            Err(_) => ApiError::timed_out(api.request_timeout).into_response(),
+        },
         Err(e) => e.into_response(),
     };
     let scope = resp.extensions().get::<Scope>().map(|s| s.0.clone());
@@ -385,6 +491,21 @@ impl ApiError {
         )
     }
 
+    /// 408: the request's body or its answer took longer than the request timeout.
+    fn timed_out(limit: Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            json!({
+                "statusCode": 408,
+                "message": format!(
+                    "the request was not read and answered within {} (serve.request_timeout); send the whole body at once, or narrow the query",
+                    humantime::format_duration(limit)
+                ),
+                "error": "Request Timeout",
+            }),
+        )
+    }
+
     /// 503: the mirror cannot answer right now (database unreadable, query aborted).
     pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
         let message = message.into();
@@ -413,6 +534,31 @@ pub(crate) struct PathOf<T>(pub T);
 impl From<axum::extract::rejection::PathRejection> for ApiError {
     fn from(e: axum::extract::rejection::PathRejection) -> ApiError {
         ApiError::bad_request(format!("the request path is not valid: {}", e.body_text()))
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    /// A body over the size limit gets HighLevel's 413; a body that broke off (a bad chunk, a
+    /// closed connection) a 400, both in HighLevel's JSON shape.
+    fn from(e: axum::extract::rejection::BytesRejection) -> ApiError {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({
+                    "statusCode": 413,
+                    "message": "request entity too large",
+                    "error": "Payload Too Large",
+                }),
+            );
+        }
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            json!({
+                "statusCode": 400,
+                "message": format!("the request body could not be read: {}", e.body_text()),
+                "error": "Bad Request",
+            }),
+        )
     }
 }
 

@@ -10,7 +10,7 @@ use super::{Store, StoreError};
 use crate::model::query::{
     ContactQuery, Field, FieldKind, Filter, Op, Operand, Range, Sort, SortField, SortValue,
 };
-use crate::model::{SubKind, ms_from_iso};
+use crate::model::{SubKind, ms_from_iso, phone_digits, same_phone};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -177,6 +177,47 @@ impl Store {
                     })
                 })
                 .optional()
+        })
+    }
+
+    /// HighLevel's duplicate lookup: the oldest live contact of `location` (by dateAdded, then
+    /// id) with this email (case-insensitive), or, when no contact has it, with this phone
+    /// number in any format ([`same_phone`] on its digits). Candidates come from the
+    /// full-text index (its email column, and the phone column's last-10-digits word) plus the
+    /// contacts changed since it last caught up, all by primary key: no scan, and no index of
+    /// its own (two measured 25-35 % off the sync's ingest speed).
+    pub fn duplicate_contact(
+        &self,
+        location: &str,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            if let Some(email) = email.filter(|e| !e.is_empty()) {
+                let found = c
+                    .prepare_cached(DUPLICATE_BY_EMAIL)?
+                    .query_row(params![location, email, fts_phrase("email", email)], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if found.is_some() {
+                    return Ok(found);
+                }
+            }
+            let digits = phone.map(phone_digits).unwrap_or_default();
+            if digits.is_empty() {
+                return Ok(None);
+            }
+            let key = &digits[digits.len().saturating_sub(10)..];
+            let mut stmt = c.prepare_cached(DUPLICATE_BY_PHONE)?;
+            let mut rows = stmt.query(params![location, fts_phrase("phone", key)])?;
+            while let Some(r) = rows.next()? {
+                let stored: String = r.get(1)?;
+                if same_phone(&phone_digits(&stored), &digits) {
+                    return Ok(Some(r.get(0)?));
+                }
+            }
+            Ok(None)
         })
     }
 
@@ -520,6 +561,31 @@ impl Store {
 
 /// A live contact by id, in location ?2 or any: location by location on the (location_id, id)
 /// key. Written with IN because, as a join, SQLite scans every contact instead.
+/// The oldest live contact with this email (ASCII case-insensitive) among the candidates: the
+/// contacts the full-text index finds for `?3`, and those it has not caught up with yet. The
+/// CROSS JOIN keeps SQLite from walking the location's contacts instead.
+const DUPLICATE_BY_EMAIL: &str = "WITH cand(pk) AS MATERIALIZED (
+       SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH ?3
+       UNION SELECT pk FROM contacts_fts_dirty
+       UNION SELECT pk FROM contacts WHERE pk > (SELECT last_pk FROM contacts_fts_state))
+     SELECT c.raw FROM cand CROSS JOIN contacts c ON c.pk = cand.pk
+     WHERE c.location_id = ?1 AND c.deleted_at IS NULL AND lower(c.email) = lower(?2)
+     ORDER BY c.date_added, c.id LIMIT 1";
+
+/// Live candidates with a phone, oldest first (the digits are compared in Rust).
+const DUPLICATE_BY_PHONE: &str = "WITH cand(pk) AS MATERIALIZED (
+       SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH ?2
+       UNION SELECT pk FROM contacts_fts_dirty
+       UNION SELECT pk FROM contacts WHERE pk > (SELECT last_pk FROM contacts_fts_state))
+     SELECT c.raw, c.phone FROM cand CROSS JOIN contacts c ON c.pk = cand.pk
+     WHERE c.location_id = ?1 AND c.deleted_at IS NULL AND c.phone IS NOT NULL
+     ORDER BY c.date_added, c.id";
+
+/// An FTS5 query for `text` as one phrase in `column`, split as the index splits it.
+fn fts_phrase(column: &str, text: &str) -> String {
+    format!("{column} : \"{}\"", split_runs(text).replace('"', "\"\""))
+}
+
 const CONTACT_BY_ID: &str = "SELECT c.location_id, c.raw, c.fetched_at FROM contacts c
      WHERE c.location_id IN (SELECT id FROM locations WHERE ?2 IS NULL OR id = ?2)
        AND c.id = ?1 AND c.deleted_at IS NULL
@@ -1096,6 +1162,172 @@ mod tests {
         let cols = |t: &str| Some(format!("{{{TEXT_COLUMNS}}} : ({t})"));
         assert_eq!(fts_expression("smith42"), cols("\"smith 42\"*"));
         assert_eq!(fts_expression("VIP2024 jo"), cols("\"vip 2024\" \"jo\"*"));
+    }
+
+    #[test]
+    fn duplicates_are_found_by_email_or_any_phone_format_through_the_text_index_and_its_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        store
+            .write(|tx| {
+                tx.execute("INSERT INTO locations (id) VALUES ('L'), ('M')", [])?;
+                // (location, id, email, phone, date_added, deleted_at)
+                let rows = [
+                    (
+                        "L",
+                        "old",
+                        "Jane@Example.com",
+                        "+15550101234",
+                        "2024-01-01",
+                        None,
+                    ),
+                    (
+                        "L",
+                        "new",
+                        "jane@example.com",
+                        "+1 (555) 010-1234",
+                        "2025-01-01",
+                        None,
+                    ),
+                    (
+                        "L",
+                        "gone",
+                        "gone@example.com",
+                        "+15550109999",
+                        "2020-01-01",
+                        Some("x"),
+                    ),
+                    (
+                        "L",
+                        "uk",
+                        "uk@example.com",
+                        "+442079460958",
+                        "2020-01-01",
+                        None,
+                    ),
+                    (
+                        "M",
+                        "elsewhere",
+                        "m@example.com",
+                        "+15550107777",
+                        "2020-01-01",
+                        None,
+                    ),
+                ];
+                for (loc, id, email, phone, added, deleted) in rows {
+                    tx.execute(
+                        "INSERT INTO contacts (location_id, id, email, phone, date_added, raw,
+                           first_seen_at, changed_at, fetched_at, deleted_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'x', 'x', 'x', ?7)",
+                        params![
+                            loc,
+                            id,
+                            email,
+                            phone,
+                            added,
+                            format!("{{\"id\":\"{id}\"}}"),
+                            deleted
+                        ],
+                    )?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let dup = |loc: &str, email: Option<&str>, phone: Option<&str>| {
+            store
+                .duplicate_contact(loc, email, phone)
+                .unwrap()
+                .map(|raw| {
+                    raw.trim_start_matches("{\"id\":\"")
+                        .trim_end_matches("\"}")
+                        .to_string()
+                })
+        };
+        assert_eq!(
+            dup("L", Some("JANE@example.COM"), None).as_deref(),
+            Some("old")
+        );
+        for phone in [
+            "+1 (555) 010-1234",
+            "5550101234",
+            "+15550101234",
+            "1-555-010-1234",
+        ] {
+            assert_eq!(
+                dup("L", None, Some(phone)).as_deref(),
+                Some("old"),
+                "{phone}"
+            );
+        }
+        // Email first: a phone of another contact does not win over a matching email.
+        assert_eq!(
+            dup("L", Some("uk@example.com"), Some("5550101234")).as_deref(),
+            Some("uk")
+        );
+        // An email that matches nobody falls back to the phone.
+        assert_eq!(
+            dup("L", Some("no@example.com"), Some("5550101234")).as_deref(),
+            Some("old")
+        );
+        assert_eq!(
+            dup("L", None, Some("+44 20 7946 0958")).as_deref(),
+            Some("uk")
+        );
+        assert_eq!(dup("L", None, Some("0101234")), None);
+        assert_eq!(
+            dup("L", Some("gone@example.com"), Some("+15550109999")),
+            None
+        );
+        assert_eq!(dup("L", Some("m@example.com"), None), None);
+        assert_eq!(dup("L", None, None), None);
+        // Once indexed, the same answers come from the full-text index, by primary key.
+        while store.index_text(100).unwrap() > 0 {}
+        assert_eq!(
+            dup("L", Some("JANE@example.COM"), None).as_deref(),
+            Some("old")
+        );
+        assert_eq!(
+            dup("L", None, Some("+1 (555) 010-1234")).as_deref(),
+            Some("old")
+        );
+        assert_eq!(
+            dup("L", None, Some("+44 20 7946 0958")).as_deref(),
+            Some("uk")
+        );
+        assert_eq!(
+            dup("L", Some("gone@example.com"), Some("+15550109999")),
+            None
+        );
+        let plan = |sql: &str, args: [&str; 3]| {
+            store
+                .read(|c| {
+                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let rows = stmt.query_map(
+                        params_from_iter(args.iter().take(stmt.parameter_count())),
+                        |r| r.get::<_, String>(3),
+                    )?;
+                    rows.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .unwrap()
+                .join("; ")
+        };
+        for (sql, args) in [
+            (
+                DUPLICATE_BY_EMAIL,
+                ["L", "jane@example.com", "email : \"jane example com\""],
+            ),
+            (DUPLICATE_BY_PHONE, ["L", "phone : \"5550101234\"", ""]),
+        ] {
+            let p = plan(sql, args);
+            assert!(
+                p.contains("SEARCH c USING INTEGER PRIMARY KEY (rowid=?)")
+                    && p.contains("SCAN contacts_fts VIRTUAL TABLE")
+                    && p.contains("SEARCH contacts USING INTEGER PRIMARY KEY (rowid>?)")
+                    && !p.split("; ").any(|s| s == "SCAN c" || s == "SCAN contacts")
+                    && !p.contains("autoindex"),
+                "{p}"
+            );
+        }
     }
 
     #[test]

@@ -47,11 +47,11 @@ async fn a_token_of_another_location_gets_the_403_message() {
 async fn a_wrong_version_header_names_the_config_key_to_fix() {
     let k = kit(10).await;
     let mut s = k.settings(LOC, TOKEN);
-    s.api_version = "2023-02-21".into();
+    s.api_version = "2020-01-01".into();
     let r = k.sync(&Client::new(s).unwrap(), &opts()).await;
     assert_eq!(r.outcome, Outcome::Failed);
     let e = r.error.unwrap();
-    assert!(e.contains("Version header \"2023-02-21\""), "{e}");
+    assert!(e.contains("Version header \"2020-01-01\""), "{e}");
     assert!(e.contains("upstream.api_version"), "{e}");
 }
 

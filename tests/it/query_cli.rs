@@ -495,7 +495,7 @@ async fn lists_leave_out_tombstoned_records_and_every_record_of_a_tombstoned_con
 
 #[tokio::test]
 async fn notes_come_newest_first_and_upcoming_appointments_start_from_now_on() {
-    // Seeded contacts date from 2023-2025; contacts created now have appointments ahead.
+    // Seeded appointments start around today; contacts created now have appointments ahead too.
     let k = kit(150).await;
     k.sandbox.churn(LOC, 60, 0, 0);
     let cfg = write_config(k.dir.path(), &k.sandbox.base_url(), "", &[LOC]);
