@@ -418,14 +418,17 @@ impl Store {
 
     /// Live contacts added or changed since the full-text index last caught up (not
     /// searchable as they are now until the next `index_text`: a changed contact by its
-    /// previous words, a new one not at all).
+    /// previous words, a new one not at all). Each counts once: new contacts (above the
+    /// indexed mark) and marked ones below it are disjoint, and a mark on a contact since
+    /// tombstoned is work for the index, not a contact the search misses.
     pub fn text_pending(&self) -> Result<u64, StoreError> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT (SELECT COUNT(*) FROM contacts_fts_dirty)
+                "SELECT (SELECT COUNT(*) FROM contacts_fts_dirty d JOIN contacts c ON c.pk = d.pk
+                         WHERE d.pk <= s.last_pk AND c.deleted_at IS NULL)
                       + (SELECT COUNT(*) FROM contacts
-                         WHERE pk > (SELECT last_pk FROM contacts_fts_state)
-                           AND deleted_at IS NULL)",
+                         WHERE pk > s.last_pk AND deleted_at IS NULL)
+                   FROM contacts_fts_state s",
             )?
             .query_row([], |r| r.get::<_, i64>(0))
         })
