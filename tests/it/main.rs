@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod errors;
 mod kit;
+mod portable;
 mod query_cli;
 mod serve;
 mod subs;
