@@ -1,6 +1,8 @@
 //! Records kept as raw JSON with generated typed columns: each contact's tasks, notes and
 //! appointments, the location's businesses and their contact links; plus what is due for a
-//! refresh and the JSON state of the streams that hold them.
+//! refresh and the JSON state of the streams that hold them. The `*_ms` columns of tasks and
+//! appointments are plain ones this writer sets (schema v9), so that SQLite older than 3.42
+//! reads them.
 //!
 //! Every write commits with the run's progress (and, where a stream has one, its state) in one
 //! transaction, like contact pages do.
