@@ -343,9 +343,148 @@ pub fn ms_from_iso(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// A date-time text as SQLite's date functions read it (`YYYY-MM-DD`, then optionally `T` or
+/// spaces and `HH:MM[:SS[.fff]]`, then optionally `Z` or `±HH:MM`; no offset means UTC) as ms
+/// since the epoch, rounded to the ms like SQLite; `None` for anything else. HighLevel sends
+/// tasks' `dueDate` as RFC 3339 and appointments' `startTime` as "2024-05-01 14:30:00": the
+/// mirror stores both as `*_ms` computed here, so that no SQLite function newer than 3.37
+/// (`unixepoch`) is needed to read them, and they equal what `unixepoch(x, 'subsec')` gives.
+pub fn ms_from_time_text(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let num = |i: &mut usize, n: usize| -> Option<i64> {
+        let digits = b.get(*i..*i + n)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        *i += n;
+        Some(digits.iter().fold(0, |v, d| v * 10 + i64::from(d - b'0')))
+    };
+    let sep = |i: &mut usize, c: u8| -> Option<()> { (b.get(*i) == Some(&c)).then(|| *i += 1) };
+    let year = num(&mut i, 4)?;
+    sep(&mut i, b'-')?;
+    let month = num(&mut i, 2)?;
+    sep(&mut i, b'-')?;
+    let day = num(&mut i, 2)?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let mut ms = days_from_civil(year, month, day) * 86_400_000;
+    let time_at = {
+        let mut j = i;
+        if b.get(j) == Some(&b'T') {
+            j += 1;
+        } else {
+            while b.get(j).is_some_and(u8::is_ascii_whitespace) {
+                j += 1;
+            }
+        }
+        j
+    };
+    if b.get(time_at).is_some_and(u8::is_ascii_digit) {
+        i = time_at;
+        let hour = num(&mut i, 2)?;
+        sep(&mut i, b':')?;
+        let minute = num(&mut i, 2)?;
+        let mut sec_ms = 0;
+        if sep(&mut i, b':').is_some() {
+            let sec = num(&mut i, 2)?;
+            let mut frac = 0.0;
+            if b.get(i) == Some(&b'.') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+                let start = i;
+                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+                frac = s.get(start - 1..i)?.parse::<f64>().ok()?;
+            }
+            if sec >= 60 {
+                return None;
+            }
+            sec_ms = ((sec as f64 + frac) * 1000.0 + 0.5) as i64;
+        }
+        if hour >= 24 || minute >= 60 {
+            return None;
+        }
+        ms += hour * 3_600_000 + minute * 60_000 + sec_ms;
+        while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'Z' | b'z') => i += 1,
+            Some(&c @ (b'+' | b'-')) => {
+                i += 1;
+                let oh = num(&mut i, 2)?;
+                sep(&mut i, b':')?;
+                let om = num(&mut i, 2)?;
+                if oh > 14 || om >= 60 {
+                    return None;
+                }
+                let offset = (oh * 60 + om) * 60_000;
+                ms += if c == b'+' { -offset } else { offset };
+            }
+            _ => {}
+        }
+    } else {
+        i = time_at;
+    }
+    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    (i == b.len()).then_some(ms)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date; days past the month's end run into
+/// the next month, as in SQLite.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_texts_read_as_sqlite_reads_them() {
+        assert_eq!(
+            ms_from_time_text("2021-07-02T05:18:26.704Z"),
+            Some(1_625_203_106_704)
+        );
+        assert_eq!(
+            ms_from_time_text("2021-07-02 05:18:26"),
+            Some(1_625_203_106_000)
+        );
+        assert_eq!(
+            ms_from_time_text("2021-07-02T10:48:26.704+05:30"),
+            Some(1_625_203_106_704)
+        );
+        assert_eq!(ms_from_time_text("2021-07-02"), Some(1_625_184_000_000));
+        assert_eq!(
+            ms_from_time_text("2021-07-02 05:18"),
+            Some(1_625_203_080_000)
+        );
+        assert_eq!(ms_from_time_text("1969-12-31T23:59:59.9996Z"), Some(0));
+        assert_eq!(
+            ms_from_time_text("2024-02-30"),
+            ms_from_time_text("2024-03-01")
+        );
+        for bad in [
+            "",
+            "soon",
+            "2021-13-01",
+            "2021-07-02T25:00",
+            "2021-07-02 x",
+            "1625203106",
+        ] {
+            assert_eq!(ms_from_time_text(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn iso_round_trips_through_ms() {

@@ -442,6 +442,11 @@ mod tests {
               ('L1', 'a-2', 'live', '{"title":"second","startTime":"2024-02-02 10:00:00"}', 'x', 'x', 'x'),
               ('L1', 'a-1', 'live', '{"title":"first","startTime":"2024-02-01 10:00:00"}', 'x', 'x', 'x'),
               ('L1', 'a-x', 'live', '{"title":"no start"}', 'x', 'x', 'x');
+            -- The writer sets these (see `model::ms_from_time_text`).
+            UPDATE tasks SET due_date_ms =
+              CAST(ROUND(unixepoch(json_extract(raw, '$.dueDate'), 'subsec') * 1000) AS INTEGER);
+            UPDATE appointments SET start_ms =
+              CAST(ROUND(unixepoch(json_extract(raw, '$.startTime'), 'subsec') * 1000) AS INTEGER);
             "#,
         )
         .unwrap();

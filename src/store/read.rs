@@ -73,6 +73,16 @@ pub(super) fn split_runs(text: &str) -> String {
     out
 }
 
+/// Live contacts not searchable as they are now: marked ones already in the index, plus new
+/// ones above its mark. CROSS JOIN: walk the few marks, not every indexed contact (a scan of
+/// `contacts` measured 25 ms per search at 100k contacts).
+const TEXT_PENDING: &str = "SELECT (SELECT COUNT(*) FROM contacts_fts_dirty d CROSS JOIN contacts c
+                           ON c.pk = d.pk
+                         WHERE d.pk <= s.last_pk AND c.deleted_at IS NULL)
+                      + (SELECT COUNT(*) FROM contacts
+                         WHERE pk > s.last_pk AND deleted_at IS NULL)
+                   FROM contacts_fts_state s";
+
 /// A live contact as stored.
 #[derive(Clone, Debug)]
 pub struct StoredContact {
@@ -465,16 +475,13 @@ impl Store {
 
     /// Live contacts added or changed since the full-text index last caught up (not
     /// searchable as they are now until the next `index_text`: a changed contact by its
-    /// previous words, a new one not at all).
+    /// previous words, a new one not at all). Each counts once: new contacts (above the
+    /// indexed mark) and marked ones below it are disjoint, and a mark on a contact since
+    /// tombstoned is work for the index, not a contact the search misses.
     pub fn text_pending(&self) -> Result<u64, StoreError> {
         self.read(|c| {
-            c.prepare_cached(
-                "SELECT (SELECT COUNT(*) FROM contacts_fts_dirty)
-                      + (SELECT COUNT(*) FROM contacts
-                         WHERE pk > (SELECT last_pk FROM contacts_fts_state)
-                           AND deleted_at IS NULL)",
-            )?
-            .query_row([], |r| r.get::<_, i64>(0))
+            c.prepare_cached(TEXT_PENDING)?
+                .query_row([], |r| r.get::<_, i64>(0))
         })
         .map(|n| n.max(0) as u64)
     }
@@ -1149,6 +1156,22 @@ mod tests {
         );
         assert_eq!(store.contact(None, "a").unwrap().unwrap().location_id, "L");
         assert!(store.contact(Some("M"), "a").unwrap().is_none());
+    }
+
+    #[test]
+    fn counting_what_search_misses_walks_the_marks_and_new_contacts_not_the_table() {
+        let (_dir, store) = ragged_store();
+        let plan = store
+            .query_table(&format!("EXPLAIN QUERY PLAN {TEXT_PENDING}"), 20)
+            .unwrap();
+        let steps: Vec<String> = plan.rows.iter().map(|r| r[3].to_string()).collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.contains("SEARCH d USING INTEGER PRIMARY KEY (rowid<?)")),
+            "{steps:?}"
+        );
+        assert!(!steps.iter().any(|s| s.contains("SCAN c")), "{steps:?}");
     }
 
     #[test]

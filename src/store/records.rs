@@ -1,13 +1,15 @@
 //! Records kept as raw JSON with generated typed columns: each contact's tasks, notes and
 //! appointments, the location's businesses and their contact links; plus what is due for a
-//! refresh and the JSON state of the streams that hold them.
+//! refresh and the JSON state of the streams that hold them. The `*_ms` columns of tasks and
+//! appointments are plain ones this writer sets (schema v9), so that SQLite older than 3.42
+//! reads them.
 //!
 //! Every write commits with the run's progress (and, where a stream has one, its state) in one
 //! transaction, like contact pages do.
 
 use super::{RunKey, Store, StoreError, write_progress};
-use crate::model::{Record, RunProgress, Stream, SubKind, iso_from_ms, now_ms};
-use rusqlite::{OptionalExtension, Statement, Transaction, params};
+use crate::model::{Record, RunProgress, Stream, SubKind, iso_from_ms, ms_from_time_text, now_ms};
+use rusqlite::{OptionalExtension, Statement, Transaction, params, params_from_iter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -33,6 +35,31 @@ impl Table {
     fn has_contact(self) -> bool {
         matches!(self, Table::Sub(_))
     }
+
+    /// The `*_ms` columns of the table and the JSON keys they are computed from (in Rust at
+    /// write time, so that SQLite older than 3.38 reads them: see `model::ms_from_time_text`).
+    fn ms_columns(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Table::Sub(SubKind::Tasks) => &[("due_date_ms", "dueDate")],
+            Table::Sub(SubKind::Appointments) => {
+                &[("start_ms", "startTime"), ("end_ms", "endTime")]
+            }
+            _ => &[],
+        }
+    }
+}
+
+/// The values of `table`'s `*_ms` columns for the record `raw` (NULL where absent or not a
+/// date-time text; all NULL when `raw` is not a JSON object).
+fn ms_values(table: Table, raw: &str) -> Vec<Option<i64>> {
+    let cols = table.ms_columns();
+    if cols.is_empty() {
+        return Vec::new();
+    }
+    let value: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+    cols.iter()
+        .map(|(_, key)| value.get(key)?.as_str().and_then(ms_from_time_text))
+        .collect()
 }
 
 /// One contact's list of one kind as upstream returned it.
@@ -91,15 +118,30 @@ struct RecordWriter<'t> {
 impl<'t> RecordWriter<'t> {
     fn new(tx: &'t Transaction<'_>, table: Table, now: &str) -> rusqlite::Result<Self> {
         let t = table.name();
-        let (cols, vals, set) = if table.has_contact() {
-            (", contact_id", ", ?5", ", contact_id = ?4")
+        let (mut cols, mut vals, mut set) = if table.has_contact() {
+            (
+                ", contact_id".to_string(),
+                ", ?5".to_string(),
+                ", contact_id = ?4".to_string(),
+            )
         } else {
-            ("", "", "")
+            (String::new(), String::new(), String::new())
+        };
+        // Both statements bind the `*_ms` values after their first five parameters.
+        for (n, (col, _)) in table.ms_columns().iter().enumerate() {
+            cols.push_str(&format!(", {col}"));
+            vals.push_str(&format!(", ?{}", n + 6));
+            set.push_str(&format!(", {col} = ?{}", n + 6));
+        }
+        let lookup_cols = if table.has_contact() {
+            ", contact_id"
+        } else {
+            ""
         };
         Ok(RecordWriter {
             table,
             lookup: tx.prepare(&format!(
-                "SELECT raw, deleted_at IS NOT NULL{cols} FROM {t} WHERE location_id = ?1 AND id = ?2"
+                "SELECT raw, deleted_at IS NOT NULL{lookup_cols} FROM {t} WHERE location_id = ?1 AND id = ?2"
             ))?,
             insert: tx.prepare(&format!(
                 "INSERT INTO {t} (location_id, id, raw, first_seen_at, changed_at, fetched_at{cols})
@@ -139,8 +181,12 @@ impl<'t> RecordWriter<'t> {
         match existing {
             None => {
                 if has_contact {
+                    // Parameters past the fifth: the `*_ms` values.
+                    let ms = ms_values(self.table, &rec.raw);
+                    let ms = ms.iter().map(|v| v as &dyn rusqlite::ToSql);
+                    let head = params![location, rec.id, rec.raw, now, contact];
                     self.insert
-                        .execute(params![location, rec.id, rec.raw, now, contact])?;
+                        .execute(params_from_iter(head.iter().copied().chain(ms)))?;
                 } else {
                     self.insert
                         .execute(params![location, rec.id, rec.raw, now])?;
@@ -153,8 +199,11 @@ impl<'t> RecordWriter<'t> {
                     || (has_contact && old_contact.as_deref() != contact) =>
             {
                 if has_contact {
+                    let ms = ms_values(self.table, &rec.raw);
+                    let ms = ms.iter().map(|v| v as &dyn rusqlite::ToSql);
+                    let head = params![location, rec.id, rec.raw, contact, now];
                     self.update
-                        .execute(params![location, rec.id, rec.raw, contact, now])?;
+                        .execute(params_from_iter(head.iter().copied().chain(ms)))?;
                 } else {
                     self.update.execute(params![
                         location,

@@ -7,6 +7,7 @@ mod cli;
 mod errors;
 mod kit;
 mod pipes;
+mod portable;
 mod query_cli;
 mod read_only;
 mod sandbox_cli;
