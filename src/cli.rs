@@ -424,25 +424,33 @@ fn stop_on_signals(message: impl std::fmt::Display + Send + 'static) -> crate::s
     rx
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGINT or SIGTERM; the handlers are in place as soon as this returns, so a
+/// signal that comes before the future is awaited is not lost (nor fatal).
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async move {
+            match (int, term) {
+                (Some(mut int), Some(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -854,6 +862,8 @@ pub fn sandbox_locations(n: usize, contacts: usize) -> Vec<LocationSeed> {
 }
 
 async fn run_sandbox(a: &SandboxArgs) -> Result<ExitCode> {
+    // Before the port opens: once it answers, SIGTERM ends the sandbox cleanly.
+    let signalled = wait_for_signal();
     let mut cfg = SandboxConfig::new(a.seed, sandbox_locations(a.locations, a.contacts));
     cfg.latency = Duration::from_millis(a.latency_ms);
     cfg.limits = (!a.no_limits).then(RateLimits::default);
@@ -908,9 +918,10 @@ safety_margin = \"0ms\"
     ));
     banner.push_str("Ctrl-C stops it.\n");
     // A closed stdout (e.g. piped into `head`) must not stop the sandbox.
-    let mut out = std::io::stdout();
+    let mut out = crate::output::stdout();
     let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
-    wait_for_signal().await;
+    drop(out);
+    signalled.await;
     sandbox.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
