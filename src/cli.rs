@@ -424,25 +424,33 @@ fn stop_on_signals(message: impl std::fmt::Display + Send + 'static) -> crate::s
     rx
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGINT or SIGTERM; the handlers are in place as soon as this returns, so a
+/// signal that comes before the future is awaited is not lost (nor fatal).
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async move {
+            match (int, term) {
+                (Some(mut int), Some(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -854,6 +862,8 @@ pub fn sandbox_locations(n: usize, contacts: usize) -> Vec<LocationSeed> {
 }
 
 async fn run_sandbox(a: &SandboxArgs) -> Result<ExitCode> {
+    // Before the port opens: once it answers, SIGTERM ends the sandbox cleanly.
+    let signalled = wait_for_signal();
     let mut cfg = SandboxConfig::new(a.seed, sandbox_locations(a.locations, a.contacts));
     cfg.latency = Duration::from_millis(a.latency_ms);
     cfg.limits = (!a.no_limits).then(RateLimits::default);
@@ -908,11 +918,19 @@ safety_margin = \"0ms\"
     ));
     banner.push_str("Ctrl-C stops it.\n");
     // A closed stdout (e.g. piped into `head`) must not stop the sandbox.
-    let mut out = std::io::stdout();
+    let mut out = crate::output::stdout();
     let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
-    wait_for_signal().await;
+    drop(out);
+    signalled.await;
     sandbox.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes one line of the demo's story to `$out` and shows it at once.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {
+        writeln!($out, $($arg)*).and_then(|()| $out.flush())?
+    };
 }
 
 async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
@@ -929,7 +947,10 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let t0 = Instant::now();
     let sandbox = Sandbox::start(cfg, listener).await?;
-    println!(
+    // Each step is shown as it ends; a reader that is gone ends the demo quietly (cli::run).
+    let mut out = crate::output::stdout();
+    say!(
+        out,
         "1. Started a simulated HighLevel at {} with {} contacts ({} ms latency, real rate limits: 100 requests / 10 s) in {:.1}s",
         sandbox.base_url(),
         a.contacts,
@@ -947,7 +968,7 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
     )?;
     let store = open_store(&config.database)?;
     let client = client_for(&config, &config.locations[0], None)?;
-    println!("   mirror file: {}", db.display());
+    say!(out, "   mirror file: {}", db.display());
 
     let run = |full: bool| {
         let (store, client, opts) = (store.clone(), client.clone(), sync_options(&config, full));
@@ -955,22 +976,24 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
         async move { sync_contacts(&store, &client, &opts, stop, None).await }
     };
     let full = run(false).await;
-    println!("2. Full sync:        {}", summary_line(&full));
+    say!(out, "2. Full sync:        {}", summary_line(&full));
     let churn = sandbox.churn(&loc.id, 150, 300, 50);
-    println!(
+    say!(
+        out,
         "3. Churn upstream:   {} contacts created, {} updated, {} deleted",
         churn.created.len(),
         churn.updated.len(),
         churn.deleted.len()
     );
     let incr = run(false).await;
-    println!("4. Incremental sync: {}", summary_line(&incr));
+    say!(out, "4. Incremental sync: {}", summary_line(&incr));
     let recon = run(true).await;
-    println!("5. Reconciliation:   {}", summary_line(&recon));
+    say!(out, "5. Reconciliation:   {}", summary_line(&recon));
 
     let live = store.live_contact_ids(&loc.id)?;
     let upstream = sandbox.live_contact_ids(&loc.id);
-    println!(
+    say!(
+        out,
         "6. Check: mirror has {} live contacts, the sandbox has {}: {}",
         live.len(),
         upstream.len(),
@@ -989,7 +1012,8 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
     };
     let stop = tokio::sync::watch::channel(false).1;
     let subs = sync_subresources(&store, &client, &subs_opts, stop.clone(), None).await;
-    println!(
+    say!(
+        out,
         "7. Tasks, notes, appointments with a budget of {DEMO_SUB_BUDGET} requests: {}",
         summary_line(&subs)
     );
@@ -998,18 +1022,27 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
         .unwrap_or_default();
     let biz = sync_businesses(&store, &client, &biz_opts, stop.clone()).await;
     crate::sync::index_text(&store, &stop).await?;
-    println!("8. Businesses and their contacts: {}", summary_line(&biz));
-    println!("9. Example queries, answered locally with zero API requests:");
+    say!(
+        out,
+        "8. Businesses and their contacts: {}",
+        summary_line(&biz)
+    );
+    say!(
+        out,
+        "9. Example queries, answered locally with zero API requests:"
+    );
     for sql in DEMO_QUERIES {
         let t = Instant::now();
         let res = store.query_table(sql, 5)?;
-        println!(
+        say!(
+            out,
             "\n   {sql}   -- {:.2} ms",
             t.elapsed().as_secs_f64() * 1000.0
         );
-        crate::output::write_text(&mut std::io::stdout(), &res, "   ")?;
+        crate::output::write_text(&mut out, &res, "   ")?;
+        out.flush()?;
     }
-    let api_ok = demo_api(&store, &loc.id).await?;
+    let api_ok = demo_api(&store, &loc.id, &mut out).await?;
     sandbox.shutdown().await;
     let ok = [&full, &incr, &recon, &biz]
         .iter()
@@ -1026,14 +1059,17 @@ async fn run_demo(a: &DemoArgs) -> Result<ExitCode> {
 
 /// Serves the mirror on a free loopback port and reads it the way an integration would:
 /// HighLevel's own paths, then the mirror's full-text search. True when every answer is a 200.
-async fn demo_api(store: &Store, location: &str) -> Result<bool> {
+async fn demo_api(store: &Store, location: &str, out: &mut impl Write) -> Result<bool> {
     let listener = crate::serve::bind(([127, 0, 0, 1], 0).into()).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::serve::serve(store.clone(), None, listener, async {
         let _ = rx.await;
     }));
-    println!("\n10. The local API (`ghl-mirror serve`) answering HighLevel's paths at {base}:");
+    say!(
+        out,
+        "\n10. The local API (`ghl-mirror serve`) answering HighLevel's paths at {base}:"
+    );
     let sample = store.query_table(
         "SELECT id, email FROM contacts WHERE deleted_at IS NULL AND email IS NOT NULL \
          ORDER BY date_updated_ms DESC LIMIT 1",
@@ -1080,7 +1116,8 @@ async fn demo_api(store: &Store, location: &str) -> Result<bool> {
         let text = resp.text().await?;
         ok &= status.is_success();
         let shown: String = text.chars().take(140).collect();
-        println!(
+        say!(
+            out,
             "   {method} {path} -> {status} in {:.2} ms (data {fresh} s old)\n      {shown}…",
             t.elapsed().as_secs_f64() * 1000.0
         );

@@ -187,7 +187,13 @@ pub struct Sweep {
     pub kind: SweepKind,
     /// Contacts touched by this sweep carry this number; a reconciling sweep tombstones the rest.
     pub seq: i64,
+    /// When the sweep was planned, by this machine's clock.
     pub started_at_ms: i64,
+    /// When the sweep was planned, by HighLevel's clock (the one `dateUpdated` is stamped by):
+    /// a lower bound, the `Date` header of its first answer less the time since planning.
+    /// `None` until heard, and in sweeps saved before it was kept.
+    #[serde(default)]
+    pub server_started_ms: Option<i64>,
     pub pass: Pass,
     /// Lower bound (inclusive, ms) of `dateUpdated` for this pass; `None` = everything.
     pub since_ms: Option<i64>,
@@ -209,6 +215,7 @@ impl Sweep {
             kind,
             seq,
             started_at_ms,
+            server_started_ms: None,
             pass: Pass::Main,
             since_ms,
             asc: None,
@@ -218,6 +225,13 @@ impl Sweep {
             max_seen_ms: None,
             received: 0,
         }
+    }
+
+    /// When the sweep started, no later than either clock says: what its windows reach back
+    /// from (this machine's clock alone when HighLevel's was not heard).
+    pub fn started_no_later_than(&self) -> i64 {
+        self.server_started_ms
+            .map_or(self.started_at_ms, |s| s.min(self.started_at_ms))
     }
 
     /// The two walks have met: every contact of the pass has been read by one of them.
@@ -241,9 +255,10 @@ pub struct StreamState {
     pub sweep_seq: i64,
     /// When the last reconciling (full or legacy) sweep completed, ms since the epoch.
     pub last_full_sweep_ms: Option<i64>,
-    /// When the last completed sweep started, ms since the epoch: it read every contact search
-    /// had indexed by then, so the next incremental sweep reaches back `lookback` from here.
-    /// `None` in states saved before it was kept (then the watermark stands in).
+    /// When the last completed sweep started, ms since the epoch by HighLevel's clock (and no
+    /// later than this machine's): it read every contact search had indexed by then, so the next
+    /// incremental sweep reaches back `lookback` from here. `None` when HighLevel's clock was not
+    /// heard (no `Date` header) and in states saved before it was kept: the watermark stands in.
     pub last_sweep_started_ms: Option<i64>,
     pub sweep: Option<Sweep>,
 }

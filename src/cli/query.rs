@@ -1046,13 +1046,15 @@ const MAX_LINKS: usize = 40;
 impl Destination {
     /// Follows `--out` through its symlinks, one at a time, to what it names. A link through
     /// `/proc` (`/dev/stdout`, `/dev/fd/1`) names an open file of this process, whatever kind:
-    /// it is written in place, never replaced.
+    /// it is written in place, never replaced. Each hop's directory is resolved first, so a
+    /// symlinked directory on the way (`/dev/fd` is `/proc/self/fd`) is seen for what it is.
     fn of(out: Option<&Path>) -> Result<Destination> {
         let Some(out) = out.filter(|p| p.as_os_str() != "-") else {
             return Ok(Destination::Stdout);
         };
         let mut at = out.to_path_buf();
         for _ in 0..=MAX_LINKS {
+            at = with_real_dir(&at);
             if at.starts_with("/proc") {
                 return Ok(Destination::Direct(out.to_path_buf()));
             }
@@ -1096,6 +1098,20 @@ impl Destination {
             out.display()
         )
     }
+}
+
+/// `path` with its directory resolved through any symlinks (the last component is left as it
+/// is, to be looked at); as it was when the directory cannot be resolved.
+fn with_real_dir(path: &Path) -> PathBuf {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return path.to_path_buf();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::canonicalize(dir).map_or_else(|_| path.to_path_buf(), |d| d.join(name))
 }
 
 /// A FIFO or a character device (a terminal, /dev/null): written as it is, never replaced.

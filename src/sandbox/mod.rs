@@ -101,6 +101,9 @@ pub struct SandboxConfig {
     pub subresources: SubresourceMix,
     /// The OAuth app the sandbox authorizes, and its token lifetimes.
     pub oauth: OAuthApp,
+    /// HighLevel's clock minus this machine's, in ms: churn is stamped (`dateAdded`,
+    /// `dateUpdated`) and the `Date` header is set by a clock this far off. 0 = the same clock.
+    pub clock_offset_ms: i64,
 }
 
 /// Average sub-resources per contact. Each contact's counts are Poisson
@@ -179,6 +182,7 @@ impl SandboxConfig {
             search_lag: Duration::ZERO,
             subresources: SubresourceMix::default(),
             oauth: OAuthApp::default(),
+            clock_offset_ms: 0,
         }
     }
 }

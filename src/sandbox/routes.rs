@@ -41,7 +41,25 @@ const MAX_BODY: usize = 1 << 20;
 /// The sandbox router: everything goes through one dispatcher so unknown
 /// paths and methods get NestJS-style 404s.
 pub(super) fn router(app: Arc<App>) -> Router {
-    Router::new().fallback(handle).with_state(app)
+    Router::new()
+        .fallback(handle)
+        .layer(axum::middleware::map_response_with_state(
+            app.clone(),
+            offset_date,
+        ))
+        .with_state(app)
+}
+
+/// A sandbox whose clock is off sets its own `Date` header (hyper's says this machine's time).
+async fn offset_date(State(app): State<Arc<App>>, mut res: Response) -> Response {
+    if app.clock_offset_ms != 0
+        && let Some(date) =
+            super::time_fmt::http_date(super::time_fmt::now_ms() + app.clock_offset_ms)
+        && let Ok(v) = HeaderValue::from_str(&date)
+    {
+        res.headers_mut().insert(axum::http::header::DATE, v);
+    }
+    res
 }
 
 /// A matched route with its path parameters.

@@ -98,6 +98,8 @@ pub(super) struct App {
     trace_counter: AtomicU64,
     seed: u64,
     pub base_url: String,
+    /// `SandboxConfig::clock_offset_ms`: the `Date` header is set by this clock when not 0.
+    pub clock_offset_ms: i64,
 }
 
 impl App {
@@ -108,16 +110,20 @@ impl App {
             .iter()
             .map(|l| Location {
                 id: l.id.clone(),
+                store: Mutex::new({
+                    let mut store = Store::generate(
+                        config.seed,
+                        &l.id,
+                        l.contacts,
+                        config.search_lag,
+                        config.subresources,
+                    );
+                    store.clock_offset_ms = config.clock_offset_ms;
+                    store
+                }),
                 revoked: AtomicBool::new(false),
                 task_scope: AtomicBool::new(true),
                 fields_scope: AtomicBool::new(true),
-                store: Mutex::new(Store::generate(
-                    config.seed,
-                    &l.id,
-                    l.contacts,
-                    config.search_lag,
-                    config.subresources,
-                )),
                 limiter: Mutex::new(Limiter::new(config.limits)),
             })
             .collect();
@@ -145,6 +151,7 @@ impl App {
             trace_counter: AtomicU64::new(0),
             seed: config.seed,
             base_url,
+            clock_offset_ms: config.clock_offset_ms,
         }
     }
 

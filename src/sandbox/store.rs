@@ -62,6 +62,8 @@ pub(super) struct Store {
     lag: Duration,
     rng: SmallRng,
     last_ms: i64,
+    /// Added to the wall clock for churn stamps (`SandboxConfig::clock_offset_ms`).
+    pub clock_offset_ms: i64,
 }
 
 impl Store {
@@ -89,6 +91,7 @@ impl Store {
             lag,
             rng: churn_rng,
             last_ms: 0,
+            clock_offset_ms: 0,
         };
         let mut plan = DatePlan::new(n, &mut rng);
         for i in 0..n {
@@ -232,9 +235,9 @@ impl Store {
         }
     }
 
-    /// The next churn timestamp: wall clock, strictly increasing.
+    /// The next churn timestamp: wall clock (plus the configured offset), strictly increasing.
     fn next_ms(&mut self) -> i64 {
-        self.last_ms = now_ms().max(self.last_ms + 1);
+        self.last_ms = (now_ms() + self.clock_offset_ms).max(self.last_ms + 1);
         self.last_ms
     }
 

@@ -34,6 +34,15 @@ pub(super) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// An HTTP `Date` header value (IMF-fixdate, whole seconds) for `ms` since the epoch.
+pub(super) fn http_date(ms: i64) -> Option<String> {
+    let t = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?;
+    t.format(time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    ))
+    .ok()
+}
+
 /// (year, month, day) of a day count since 1970-01-01 (Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -114,6 +123,14 @@ pub(super) fn ms_from_json(v: &serde_json::Value) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_http_date_counts_whole_seconds() {
+        assert_eq!(
+            http_date(784_111_777_999).as_deref(),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+    }
 
     #[test]
     fn iso_roundtrip() {

@@ -6,9 +6,12 @@
 //! read a setting without a value (`journal_mode`, `user_version`). Refused before anything
 //! runs: every write, ATTACH and DETACH, VACUUM (also `VACUUM INTO`), transactions, and any
 //! other PRAGMA. The read-only connection ([`Store::open_read_only`]) is the second wall.
+//! No string or blob may grow past [`MAX_VALUE_BYTES`] (`randomblob(1e9)` would allocate a
+//! gigabyte well within the time limit).
 
 use super::{Store, StoreError, Table, table_of};
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -46,6 +49,10 @@ const SETTING_PRAGMAS: &[&str] = &[
     "schema_version",
     "user_version",
 ];
+
+/// The largest string or blob (and row) a guarded statement may build: 64 MiB, far above any
+/// stored contact, far below what a runaway `randomblob`, `zeroblob` or `printf` would take.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// SQLite's virtual machine steps between two looks at the clock.
 const STEPS_PER_CHECK: i32 = 1000;
@@ -122,6 +129,15 @@ impl Store {
                 }
             }
         })))?;
+        let length = self.sql(conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES as i32));
+        let length = match length {
+            Ok(old) => old,
+            Err(e) => {
+                let _ = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+                let _ = conn.execute_batch("PRAGMA query_only = OFF");
+                return Err(e);
+            }
+        };
         let deadline = Instant::now() + timeout;
         self.sql(conn.progress_handler(STEPS_PER_CHECK, Some(move || Instant::now() >= deadline)))?;
         let result = (|| {
@@ -135,6 +151,7 @@ impl Store {
         // The connection goes back to the pool as it came.
         let _ = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
         let _ = conn.progress_handler(0, None::<fn() -> bool>);
+        let _ = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, length);
         let _ = conn.execute_batch("PRAGMA query_only = OFF");
         let refused = |what: String| StoreError::Refused { what };
         match result {
@@ -154,6 +171,11 @@ impl Store {
                 if e.code == rusqlite::ErrorCode::OperationInterrupted =>
             {
                 Err(StoreError::TimedOut { after: timeout })
+            }
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::TooBig => {
+                Err(StoreError::TooBig {
+                    limit: MAX_VALUE_BYTES,
+                })
             }
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ReadOnly =>
@@ -195,5 +217,30 @@ mod tests {
         assert!(!t.rows.is_empty());
         // No authorizer, handler or query_only is left on the pooled connection.
         store.ensure_location("L1", None).unwrap();
+    }
+
+    #[test]
+    fn a_guarded_query_may_not_build_a_huge_value_and_the_cap_is_lifted_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        let minute = Duration::from_secs(60);
+        for sql in [
+            "SELECT length(randomblob(100000000))",
+            "SELECT length(zeroblob(100000000))",
+            "SELECT length(printf('%.*c', 100000000, 'x'))",
+        ] {
+            let e = store.query_guarded(sql, 1, minute).unwrap_err();
+            assert!(matches!(e, StoreError::TooBig { .. }), "{sql}: {e}");
+            assert!(e.to_string().contains("64 MiB"), "{e}");
+        }
+        let t = store
+            .query_guarded("SELECT length(randomblob(1000000))", 1, minute)
+            .unwrap();
+        assert_eq!(t.rows[0][0], serde_json::json!(1_000_000));
+        // The pooled connection gets its own limit back.
+        let t = store
+            .query("SELECT length(zeroblob(100000000))", 1)
+            .unwrap();
+        assert_eq!(t.rows[0][0].as_deref(), Some("100000000"));
     }
 }

@@ -95,6 +95,11 @@ pub enum StoreError {
         humantime::format_duration(*after)
     )]
     TimedOut { after: Duration },
+    #[error(
+        "query stopped: it builds a string or blob larger than {} MiB, the most `ghl-mirror sql` lets one value grow (to bound memory); narrow the query (substr, length, LIMIT) or use the mirror file with sqlite3 directly",
+        limit / (1024 * 1024)
+    )]
+    TooBig { limit: usize },
     #[error("cannot encode sync state: {0}")]
     Encode(String),
     #[error("cannot use the run lock file {path}: {source}; check that its directory is writable")]

@@ -164,6 +164,9 @@ struct Run<'a> {
     /// A background WAL checkpoint, and the contacts committed since the last one started.
     checkpoint: Option<JoinHandle<()>>,
     since_checkpoint: u64,
+    /// Set when this run planned the sweep: a moment before it was planned, from which the
+    /// first answer's `Date` header dates the sweep's start by HighLevel's clock.
+    planned: Option<Instant>,
 }
 
 /// Contacts committed between background WAL checkpoints (about 10-20 MB of WAL).
@@ -217,8 +220,9 @@ pub async fn sync_contacts(
             return report;
         }
     };
+    let before_plan = Instant::now();
     let prepared = prepare(store, &location, opts).await;
-    let (state, run_id) = match prepared {
+    let (state, run_id, fresh) = match prepared {
         Ok(v) => v,
         Err(e) => {
             report.error = Some(e.to_string());
@@ -250,6 +254,7 @@ pub async fn sync_contacts(
         state,
         checkpoint: None,
         since_checkpoint: 0,
+        planned: fresh.then_some(before_plan),
     };
     let result = run.execute().await;
     run.refresh_counters();
@@ -261,26 +266,29 @@ pub async fn sync_contacts(
     report
 }
 
-/// Loads the state, plans the sweep this run continues or starts, and records the run.
+/// Loads the state, plans the sweep this run continues or starts, and records the run; true
+/// when the sweep is new.
 async fn prepare(
     store: &Store,
     location: &str,
     opts: &SyncOptions,
-) -> Result<(StreamState, i64), SyncError> {
+) -> Result<(StreamState, i64, bool), SyncError> {
     let store = store.clone();
     let location = location.to_string();
     let opts = opts.clone();
     blocking(move || {
         store.ensure_location(&location, None)?;
         let mut state = store.load_state(&location, Stream::Contacts)?;
+        let saved = state.sweep.clone();
         plan(&mut state, &opts, now_ms());
+        let fresh = state.sweep != saved;
         let mode = state
             .sweep
             .as_ref()
             .map_or("incremental", |s| s.kind.as_str());
         let run_id = store.begin_run(&location, Stream::Contacts, mode)?;
         store.save_state(&location, Stream::Contacts, &state)?;
-        Ok((state, run_id))
+        Ok((state, run_id, fresh))
     })
     .await
 }
@@ -321,13 +329,18 @@ pub fn plan(state: &mut StreamState, opts: &SyncOptions, now: i64) {
     state.sweep = Some(sweep);
 }
 
-/// Where an incremental sweep starts: `lookback` before the start of the last completed sweep.
+/// Where an incremental sweep starts: `lookback` before the start of the last completed sweep,
+/// by HighLevel's clock.
 ///
 /// That sweep read every contact search had indexed when it started; one updated shortly before
 /// but indexed late (search lags by up to `lookback`) has a `dateUpdated` after this bound, and
 /// so has one updated since. Everything older was read. Reaching back from the watermark instead
 /// re-read every contact of a bulk edit on every run for as long as nothing newer changed.
-/// States saved before the start was kept fall back to the watermark.
+///
+/// `dateUpdated` is stamped by HighLevel's clock, so the start is too (see
+/// [`Sweep::server_started_ms`]): by this machine's clock, one running ahead by more than
+/// `lookback` less search's lag would miss contacts. When HighLevel's clock was not heard, or
+/// the state predates it, the watermark (a HighLevel time as well) stands in.
 fn incremental_since(state: &StreamState, watermark: i64, lookback: Duration, now: i64) -> i64 {
     let lookback = i64::try_from(lookback.as_millis()).unwrap_or(i64::MAX);
     let from = state
@@ -380,7 +393,8 @@ impl Run<'_> {
         let lookback = i64::try_from(self.opts.lookback.as_millis()).unwrap_or(0);
         let mut next = Sweep::new(sweep.kind, sweep.seq, sweep.started_at_ms, None);
         next.pass = Pass::CatchUp;
-        next.since_ms = Some(sweep.started_at_ms - lookback);
+        next.server_started_ms = sweep.server_started_ms;
+        next.since_ms = Some(sweep.started_no_later_than() - lookback);
         next.max_seen_ms = sweep.max_seen_ms;
         self.state.sweep = Some(next);
         let (store, loc, state) = (
@@ -398,7 +412,9 @@ impl Run<'_> {
     async fn finish(&mut self, sweep: &Sweep) -> Result<(), Halt> {
         let now = now_ms();
         self.state.watermark_ms = next_watermark(self.state.watermark_ms, sweep, now);
-        self.state.last_sweep_started_ms = Some(sweep.started_at_ms);
+        self.state.last_sweep_started_ms = sweep
+            .server_started_ms
+            .map(|_| sweep.started_no_later_than());
         if sweep.kind.reconciles() {
             self.state.last_full_sweep_ms = Some(now);
         }
@@ -564,6 +580,7 @@ impl Run<'_> {
         }
         match result {
             Ok(page) => {
+                self.date_start(page.server_date_ms)?;
                 if let Some(t) = page.total {
                     p.total = Some(t);
                     if let Some(obs) = &self.observer {
@@ -579,6 +596,21 @@ impl Run<'_> {
             Err(e) => {
                 p.halt.get_or_insert(Halt::from_upstream(e));
             }
+        }
+        Ok(())
+    }
+
+    /// Dates the start of a sweep this run planned by HighLevel's clock, from its first answer:
+    /// its `Date` (whole seconds, rounded down) less the time since planning is no later than
+    /// HighLevel's clock read when the sweep was planned.
+    fn date_start(&mut self, server_date_ms: Option<i64>) -> Result<(), Halt> {
+        let (Some(planned), Some(date)) = (self.planned, server_date_ms) else {
+            return Ok(());
+        };
+        let since = i64::try_from(planned.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let sweep = self.sweep_mut()?;
+        if sweep.server_started_ms.is_none() {
+            sweep.server_started_ms = Some(date.saturating_sub(since));
         }
         Ok(())
     }
@@ -1036,6 +1068,18 @@ mod tests {
             st.sweep.as_ref().and_then(|s| s.since_ms),
             Some(900_000 - lookback)
         );
+    }
+
+    #[test]
+    fn a_sweep_starts_no_later_than_either_clock_says() {
+        let mut s = Sweep::new(SweepKind::Incremental, 1, 10_000, None);
+        assert_eq!(s.started_no_later_than(), 10_000);
+        // This machine's clock ahead of HighLevel's: HighLevel's start counts.
+        s.server_started_ms = Some(7_000);
+        assert_eq!(s.started_no_later_than(), 7_000);
+        // Behind it: this machine's.
+        s.server_started_ms = Some(12_000);
+        assert_eq!(s.started_no_later_than(), 10_000);
     }
 
     #[test]

@@ -240,7 +240,7 @@ impl SubRun<'_> {
             )));
         }
         if self.ctx.has_observer() {
-            self.tell_plan().await?;
+            self.tell_plan().await;
         }
         let result = self.refresh(now).await;
         // Refusals seen during this run are remembered even if the run stops.
@@ -269,10 +269,21 @@ impl SubRun<'_> {
     }
 
     /// Tells the observer how many lists are due per kind, about how many requests they take,
-    /// the budget and the pace.
-    async fn tell_plan(&self) -> Result<(), Halt> {
+    /// the budget and the pace. Only the display needs it: a failed count is logged and the run
+    /// goes on without a plan.
+    async fn tell_plan(&self) {
         let kinds = self.active();
-        let holdings = self.ctx.read(|store, loc| store.holdings(loc)).await?;
+        let holdings = match self.ctx.read(|store, loc| store.holdings(loc)).await {
+            Ok(h) => h,
+            Err(Halt::Failed(e)) => {
+                tracing::warn!(
+                    error = %e,
+                    "could not count the due lists for the progress display; syncing without it"
+                );
+                return;
+            }
+            Err(Halt::Stopped(_)) => return,
+        };
         let due: Vec<(SubKind, u64)> = holdings
             .freshness
             .into_iter()
@@ -294,7 +305,6 @@ impl SubRun<'_> {
             pace_requests,
             pace_window,
         });
-        Ok(())
     }
 
     /// The due lists, then the rolling refresh, within the budget.

@@ -414,10 +414,12 @@ impl Client {
             body["searchAfter"] = serde_json::json!([k.ms, k.id]);
         }
         let url = self.url("contacts/search")?;
-        let bytes = self
-            .send(EP, || self.inner.http.post(url.clone()).json(&body))
+        let (bytes, date) = self
+            .send_dated(EP, || self.inner.http.post(url.clone()).json(&body))
             .await?;
-        parse(EP, &bytes, Position::DateUpdated)
+        let mut page = parse(EP, &bytes, Position::DateUpdated)?;
+        page.server_date_ms = date;
+        Ok(page)
     }
 
     /// `GET /contacts/` (deprecated legacy list), ordered by dateAdded, paged by
@@ -551,6 +553,15 @@ impl Client {
         endpoint: &'static str,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Bytes, UpstreamError> {
+        self.send_dated(endpoint, build).await.map(|(body, _)| body)
+    }
+
+    /// [`Client::send`], with HighLevel's clock when it answered (its `Date` header, in ms).
+    async fn send_dated(
+        &self,
+        endpoint: &'static str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<(Bytes, Option<i64>), UpstreamError> {
         let max_attempts = self.inner.s.max_attempts.max(1);
         let mut attempt = 0;
         let mut renewed = false;
@@ -652,7 +663,7 @@ impl Client {
         endpoint: &'static str,
         rb: reqwest::RequestBuilder,
         token: &SecretString,
-    ) -> Result<Bytes, UpstreamError> {
+    ) -> Result<(Bytes, Option<i64>), UpstreamError> {
         let s = &self.inner.s;
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
             .map_err(|_| UpstreamError::Unauthorized {
@@ -669,13 +680,14 @@ impl Client {
             .await
             .map_err(|e| self.transport(endpoint, e))?;
         self.observe(resp.headers());
+        let date = http_date_ms(resp.headers());
         let status = resp.status();
         let body = resp
             .bytes()
             .await
             .map_err(|e| self.transport(endpoint, e))?;
         if status.is_success() {
-            return Ok(body);
+            return Ok((body, date));
         }
         Err(self.status_error(endpoint, status.as_u16(), &body))
     }
@@ -781,6 +793,19 @@ fn error_message(body: &[u8]) -> String {
     }
 }
 
+/// The `Date` header (IMF-fixdate, as HTTP/1.1 servers send it) in ms since the epoch.
+fn http_date_ms(h: &HeaderMap) -> Option<i64> {
+    let text = h.get(reqwest::header::DATE)?.to_str().ok()?;
+    let t = time::PrimitiveDateTime::parse(
+        text.trim(),
+        time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        ),
+    )
+    .ok()?;
+    Some(t.assume_utc().unix_timestamp() * 1000)
+}
+
 fn parse(
     endpoint: &'static str,
     body: &[u8],
@@ -806,6 +831,19 @@ fn records(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_date_header_is_read_in_ms_and_anything_else_is_ignored() {
+        let mut h = HeaderMap::new();
+        assert_eq!(http_date_ms(&h), None);
+        h.insert(
+            reqwest::header::DATE,
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        assert_eq!(http_date_ms(&h), Some(784_111_777_000));
+        h.insert(reqwest::header::DATE, HeaderValue::from_static("yesterday"));
+        assert_eq!(http_date_ms(&h), None);
+    }
 
     #[test]
     fn a_missing_scope_is_told_apart_from_a_bad_token() {

@@ -253,6 +253,9 @@ pub struct ContactsPage {
     pub contacts: Vec<PagedContact>,
     pub total: Option<u64>,
     pub meta: Option<ListMeta>,
+    /// HighLevel's clock when it answered, from the `Date` header (whole seconds, rounded down);
+    /// set by the client for search pages.
+    pub server_date_ms: Option<i64>,
 }
 
 /// Which timestamp positions contacts in a page's order.
@@ -288,6 +291,7 @@ pub fn parse_page(body: &[u8], position: Position) -> Result<ContactsPage, WireE
         contacts,
         total,
         meta,
+        server_date_ms: None,
     })
 }
 

@@ -238,3 +238,55 @@ async fn sync_with_its_stdout_closed_keeps_its_exit_code_and_does_not_panic() {
     );
     k.assert_mirrors(LOC);
 }
+
+#[tokio::test]
+async fn the_demo_with_its_stdout_closed_ends_quietly_with_success_instead_of_panicking() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    // The reader is gone before the demo writes its first line.
+    drop(reader);
+    let mut c = bin();
+    c.args(["demo", "--contacts", "20", "--latency-ms", "0"])
+        .stdout(writer)
+        .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn an_export_to_dev_fd_1_writes_into_a_pipe_and_appends_to_a_file_opened_for_appending() {
+    let (k, cfg) = mirror(80, CONTACTS_ONLY).await;
+    let args = ["export", "contacts", "--out", "/dev/fd/1"];
+    // Standard output a pipe: the rows arrive through it.
+    let out = ghl(&cfg, &args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_all_contacts(&text(&out.stdout), &k);
+    // Standard output a file opened for appending (`>> file`): what it held is kept.
+    let file = k.dir.path().join("appended.csv");
+    std::fs::write(&file, "earlier line\n").unwrap();
+    let stdout = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&file)
+        .unwrap();
+    let mut c = bin();
+    c.arg("--config")
+        .arg(&cfg)
+        .args(args)
+        .stdout(stdout)
+        .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(&file).unwrap();
+    let rows = written
+        .strip_prefix("earlier line\n")
+        .unwrap_or_else(|| panic!("the earlier content was lost: {written:.200}"));
+    assert_all_contacts(rows, &k);
+}

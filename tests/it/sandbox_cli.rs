@@ -53,3 +53,42 @@ async fn sandbox_no_limits_prints_a_config_that_does_not_pace_the_client() {
     assert_eq!(c.upstream.burst_max, 100);
     assert_eq!(c.upstream.interval, Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn the_sandbox_with_its_stdout_closed_serves_and_ends_on_sigterm_with_success() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (reader, writer) = std::io::pipe().unwrap();
+    // The reader is gone before the banner is written.
+    drop(reader);
+    let mut c = crate::cli::bin();
+    c.args(["sandbox", "--contacts", "10", "--port", &port.to_string()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let child = c.spawn().unwrap();
+        // The sandbox is up (and its signal handlers in place) once its port answers.
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the sandbox never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

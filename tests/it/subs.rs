@@ -1161,3 +1161,26 @@ async fn a_contacts_own_task_list_sets_the_order_the_search_could_not() {
     commit(vec![task("c"), task("b"), task("a")], false);
     assert_eq!(served(), [r#""a""#, r#""b""#, r#""c""#]);
 }
+
+#[tokio::test]
+async fn a_failed_count_for_the_progress_display_does_not_fail_the_run() {
+    let k = kit(120).await;
+    let client = k.client();
+    assert_success(&k.sync(&client, &opts()).await);
+    // The plan shown to an observer counts business links too; a sub-resource run needs none.
+    rusqlite::Connection::open(k.dir.path().join("mirror.db"))
+        .unwrap()
+        .execute_batch("DROP TABLE business_contacts")
+        .unwrap();
+    let plans = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = plans.clone();
+    let obs: ghl_mirror::sync::Observer = std::sync::Arc::new(move |ev| {
+        if matches!(ev, ghl_mirror::sync::SyncEvent::Plan { .. }) {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let r = sync_subresources(&k.store, &client, &sub_opts(false), stop(), Some(obs)).await;
+    assert_success(&r);
+    assert_eq!(plans.load(std::sync::atomic::Ordering::SeqCst), 0);
+    k.assert_subs_mirror(LOC);
+}

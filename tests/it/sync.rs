@@ -450,8 +450,10 @@ async fn once_a_bulk_edit_has_settled_an_idle_run_costs_one_request() {
     assert_eq!(r.progress.updated, churn.updated.len() as u64);
     let edited_until = newest_update(&k);
     // The next run starts more than `lookback` after the edit: it re-reads the edit once, in
-    // case search indexed part of it after the previous run started.
-    wait_past(edited_until + 400).await;
+    // case search indexed part of it after the previous run started. Its start is dated by
+    // HighLevel's `Date` header, which counts whole seconds, less the round trip: a second
+    // and a half more lets that date pass the edit too.
+    wait_past(edited_until + 400 + 1_500).await;
     let r = k.sync(&client, &o).await;
     assert_success(&r);
     assert!(r.progress.received >= 150, "{}", r.progress.received);
@@ -476,6 +478,41 @@ async fn an_edit_indexed_after_a_run_started_is_caught_by_the_next_run() {
         ..opts()
     };
     assert_success(&k.sync(&client, &o).await);
+    let churn = k.sandbox.churn(LOC, 0, 40, 0);
+    let edited_at = ghl_mirror::model::now_ms();
+    // Search does not show the edits yet: this run finds nothing new.
+    let r = k.sync(&client, &o).await;
+    assert_success(&r);
+    assert_eq!(r.progress.updated, 0);
+    // Once search shows them, the next run reads them although they predate its start.
+    wait_past(edited_at + 300 + churn.updated.len() as i64).await;
+    let r = k.sync(&client, &o).await;
+    assert_success(&r);
+    assert_eq!(r.progress.updated, churn.updated.len() as u64);
+    k.assert_mirrors(LOC);
+}
+
+#[tokio::test]
+async fn a_local_clock_ahead_of_highlevels_misses_no_edit_indexed_late() {
+    let mut cfg = SandboxConfig::new(7, seeds(&[300]));
+    cfg.search_lag = Duration::from_millis(300);
+    // This machine's clock runs 3 s ahead of HighLevel's, more than the lookback.
+    cfg.clock_offset_ms = -3_000;
+    let k = kit_with(cfg).await;
+    let client = k.client();
+    let o = SyncOptions {
+        lookback: Duration::from_millis(800),
+        ..opts()
+    };
+    assert_success(&k.sync(&client, &o).await);
+    let started = k
+        .state(LOC)
+        .last_sweep_started_ms
+        .expect("HighLevel's clock was heard");
+    assert!(
+        started <= ghl_mirror::model::now_ms() - 2_000,
+        "the start is dated by HighLevel's clock"
+    );
     let churn = k.sandbox.churn(LOC, 0, 40, 0);
     let edited_at = ghl_mirror::model::now_ms();
     // Search does not show the edits yet: this run finds nothing new.
