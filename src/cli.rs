@@ -882,13 +882,11 @@ async fn run_sandbox(a: &SandboxArgs) -> Result<ExitCode> {
     if cfg.limits.is_none() {
         // The client paces itself at HighLevel's 100 per 10 s unless told otherwise.
         banner.push_str(
-            "# --no-limits: the sandbox does not pace, so neither does the client
-             [upstream.rate_limit]
-burst_max = 10000
-interval = \"1s\"
-safety_margin = \"0ms\"
-
-",
+            "# --no-limits: the sandbox does not pace, so neither does the client\n\
+             [upstream.rate_limit]\n\
+             burst_max = 10000\n\
+             interval = \"1s\"\n\
+             safety_margin = \"0ms\"\n\n",
         );
     }
     for l in &cfg.locations {

@@ -44,7 +44,16 @@ async fn printed_config(args: &[&str]) -> String {
 
 #[tokio::test]
 async fn sandbox_no_limits_prints_a_config_that_does_not_pace_the_client() {
-    let c = Config::from_toml(&printed_config(&["--no-limits"]).await, &NoEnv).unwrap();
+    let printed = printed_config(&["--no-limits"]).await;
+    // Every line of it starts at the margin, as a user would paste it.
+    for line in printed.lines() {
+        assert_eq!(
+            line,
+            line.trim_start(),
+            "indented line in the printed config"
+        );
+    }
+    let c = Config::from_toml(&printed, &NoEnv).unwrap();
     assert_eq!(c.upstream.burst_max, 10_000);
     assert_eq!(c.upstream.interval, Duration::from_secs(1));
     assert_eq!(c.upstream.safety_margin, Duration::ZERO);
