@@ -88,7 +88,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// How long the local API waits on clients.
+/// How long the local API waits on clients, and how many it serves at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// A request's line and headers must arrive within this, else the connection is closed
@@ -99,15 +99,19 @@ pub struct Timeouts {
     /// On shutdown, requests in flight get this long to finish; connections still open are
     /// then closed.
     pub grace: Duration,
+    /// Connections open at once; more clients wait (in the listen queue) until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for Timeouts {
-    /// 10 s for the headers, 30 s for a whole request, 3 s of grace on shutdown.
+    /// 10 s for the headers, 30 s for a whole request, 3 s of grace on shutdown, 512
+    /// connections.
     fn default() -> Self {
         Timeouts {
             header: Duration::from_secs(10),
             request: Duration::from_secs(30),
             grace: Duration::from_secs(3),
+            max_connections: 512,
         }
     }
 }
@@ -139,39 +143,58 @@ pub async fn serve_with(
         .header_read_timeout(timeouts.header);
     let (stopping, _) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(Semaphore::new(timeouts.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        tokio::select! {
+        // A connection slot first: past `max_connections`, new clients wait in the listen
+        // queue until one closes.
+        let slot = tokio::select! {
             () = &mut shutdown => break,
-            (io, _) = axum::serve::Listener::accept(&mut listener) => {
-                let conn = http.serve_connection(
-                    hyper_util::rt::TokioIo::new(io),
-                    hyper_util::service::TowerToHyperService::new(app.clone()),
-                );
-                let mut stop = stopping.subscribe();
-                connections.spawn(async move {
-                    let mut conn = std::pin::pin!(conn);
-                    let stopped = async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    };
-                    let finished = tokio::select! {
-                        _ = conn.as_mut() => true,
-                        () = stopped => false,
-                    };
-                    if !finished {
-                        // Finish the request in flight, then close.
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
-                });
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                log_panic(done);
+                continue;
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
+        };
+        let io = tokio::select! {
+            () = &mut shutdown => break,
+            (io, _) = axum::serve::Listener::accept(&mut listener) => io,
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                log_panic(done);
+                continue;
+            }
+        };
+        let conn = http.serve_connection(
+            hyper_util::rt::TokioIo::new(io),
+            hyper_util::service::TowerToHyperService::new(app.clone()),
+        );
+        let mut stop = stopping.subscribe();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut conn = std::pin::pin!(conn);
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let finished = tokio::select! {
+                _ = conn.as_mut() => true,
+                () = stopped => false,
+            };
+            if !finished {
+                // Finish the request in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        });
     }
     drop(listener);
     let _ = stopping.send(true);
     let drained = tokio::time::timeout(timeouts.grace, async {
-        while connections.join_next().await.is_some() {}
+        while let Some(done) = connections.join_next().await {
+            log_panic(done);
+        }
     })
     .await;
     if drained.is_err() {
@@ -182,6 +205,15 @@ pub async fn serve_with(
         connections.shutdown().await;
     }
     Ok(())
+}
+
+/// A connection task that panicked is a bug: say so (the other connections go on).
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "local API: a connection task panicked; its client was disconnected");
+    }
 }
 
 /// Searches, lists, status and metrics that may run at once; more wait their turn.

@@ -40,6 +40,7 @@ fn timeouts(header_ms: u64, request_ms: u64, grace_ms: u64) -> Timeouts {
         header: Duration::from_millis(header_ms),
         request: Duration::from_millis(request_ms),
         grace: Duration::from_millis(grace_ms),
+        ..Timeouts::default()
     }
 }
 
@@ -131,6 +132,61 @@ async fn a_body_that_never_arrives_gets_a_highlevel_shaped_408_after_the_request
             .contains("serve.request_timeout"),
         "{body}"
     );
+}
+
+/// Sends a whole `GET path` on `s` and reads its answer (the server keeps the connection).
+async fn get_on(s: &mut TcpStream, path: &str) -> String {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = s.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_client_past_max_connections_is_served_only_once_another_connection_closes() {
+    let limits = Timeouts {
+        max_connections: 2,
+        ..timeouts(60_000, 60_000, 500)
+    };
+    let (_k, addr, _stop, _server) = served(limits).await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        get_on(&mut first, "/health")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        get_on(&mut second, "/health")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // The third connects (the listen queue takes it) but is not served while two are open.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let answer = get_on(&mut third, "/health").await;
+        (answer, third)
+    });
+    let mut waiting = waiting;
+    // Nothing signals "not served": give it well past a loopback round trip.
+    let early = tokio::time::timeout(Duration::from_millis(400), &mut waiting).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served past the limit of 2"
+    );
+    assert!(
+        get_on(&mut first, "/health")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    drop(second);
+    let (answer, _third) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the third connection was not served after another closed")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 #[tokio::test]
