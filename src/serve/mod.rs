@@ -14,6 +14,7 @@ mod highlevel;
 mod metrics;
 mod mirror;
 pub mod params;
+mod write_deadline;
 
 use crate::model::{iso_from_ms, now_ms};
 use crate::store::{Store, StoreError};
@@ -94,7 +95,8 @@ pub struct Timeouts {
     /// A request's line and headers must arrive within this, else the connection is closed
     /// (this also closes a keep-alive connection idle for this long).
     pub header: Duration,
-    /// Reading a request's body and answering it; past this the client gets a 408.
+    /// Reading a request's body and answering it; past this the client gets a 408. Also the
+    /// longest a response write waits on a client that does not read (then it is closed).
     pub request: Duration,
     /// On shutdown, requests in flight get this long to finish; connections still open are
     /// then closed.
@@ -167,6 +169,7 @@ pub async fn serve_with(
                 continue;
             }
         };
+        let io = write_deadline::WriteDeadline::new(io, timeouts.request);
         let conn = http.serve_connection(
             hyper_util::rt::TokioIo::new(io),
             hyper_util::service::TowerToHyperService::new(app.clone()),

@@ -190,6 +190,63 @@ async fn a_client_past_max_connections_is_served_only_once_another_connection_cl
 }
 
 #[tokio::test]
+async fn a_client_that_never_reads_its_large_responses_is_disconnected_after_the_request_timeout() {
+    let k = kit(500).await;
+    assert_success(&k.sync(&k.client(), &opts()).await);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // One connection at a time: the next client is served only once the stalled one is closed.
+    let limits = Timeouts {
+        max_connections: 1,
+        ..timeouts(60_000, 300, 500)
+    };
+    let _server = tokio::spawn(serve_with(
+        k.store.clone(),
+        None,
+        listener,
+        std::future::pending(),
+        limits,
+    ));
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stalled = socket.connect(addr).await.unwrap();
+    let (mut rd, mut wr) = stalled.into_split();
+    // Pages of 500 contacts (about 90 MB in all), pipelined, and never read.
+    let body = format!("{{\"locationId\":\"{LOC}\",\"pageLimit\":500}}");
+    let request = format!(
+        "POST /contacts/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        for _ in 0..200 {
+            if wr.write_all(request.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        wr
+    });
+    let t = Instant::now();
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), get_on(&mut next, "/health")).await;
+    assert!(
+        answer.is_ok(),
+        "the client that reads nothing still held its connection after 10 s"
+    );
+    assert!(answer.unwrap().starts_with("HTTP/1.1 200"));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    // And the stalled client finds its connection closed (what it had buffered aside).
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "the stalled connection is still open");
+    drop(writer);
+}
+
+#[tokio::test]
 async fn shutdown_with_a_stalled_client_connected_ends_after_the_grace_period_with_success() {
     let (_k, addr, stop, server) = served(timeouts(60_000, 60_000, 500)).await;
     // One stalled client mid-header, one idle keep-alive connection after a full request.
