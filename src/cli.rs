@@ -220,7 +220,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match rt.block_on(run_async(cli)) {
+    let result = rt.block_on(run_async(cli));
+    // Dropping the runtime would wait for every blocking task still running (a query whose
+    // request was given up); the process exits instead after at most this long.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match result {
         // A reader that stopped reading (`| head`) ends the output, not in an error.
         Err(_) if crate::output::reader_gone() => Ok(ExitCode::SUCCESS),
         r => r,

@@ -142,7 +142,8 @@ pub struct ServeConfig {
     /// Required of every request when set; `serve` refuses to listen beyond loopback without it.
     /// Surrounding whitespace (a trailing newline from `$(cat file)`) is trimmed.
     pub token: Option<SecretString>,
-    /// Header-read and request timeouts (the shutdown grace period is fixed).
+    /// Header-read and request timeouts and the connection limit (the shutdown grace period
+    /// is fixed).
     pub timeouts: crate::serve::Timeouts,
 }
 
@@ -293,6 +294,7 @@ struct RawServe {
     token_env: String,
     header_timeout: String,
     request_timeout: String,
+    max_connections: usize,
 }
 
 impl Default for RawServe {
@@ -302,6 +304,7 @@ impl Default for RawServe {
             token_env: DEFAULT_API_TOKEN_ENV.into(),
             header_timeout: "10s".into(),
             request_timeout: "30s".into(),
+            max_connections: crate::serve::Timeouts::default().max_connections,
         }
     }
 }
@@ -723,6 +726,13 @@ fn validate_serve(raw: RawServe, env: &dyn Env) -> Result<ServeConfig, ConfigErr
     }
     let header = positive_duration("serve.header_timeout", &raw.header_timeout)?;
     let request = positive_duration("serve.request_timeout", &raw.request_timeout)?;
+    if raw.max_connections == 0 {
+        return Err(invalid(
+            "serve.max_connections",
+            "must be at least 1 (the default is 512)".to_string(),
+        ));
+    }
+    let connections = raw.max_connections;
     Ok(ServeConfig {
         listen,
         // Unset and empty are the same: no token (commands that need no upstream token resolve
@@ -737,6 +747,7 @@ fn validate_serve(raw: RawServe, env: &dyn Env) -> Result<ServeConfig, ConfigErr
         timeouts: crate::serve::Timeouts {
             header: at_most("serve.header_timeout", header, 3600)?,
             request: at_most("serve.request_timeout", request, 3600)?,
+            max_connections: connections,
             ..crate::serve::Timeouts::default()
         },
     })
@@ -1100,6 +1111,16 @@ mod tests {
         assert_eq!(c.serve.timeouts.request, Duration::from_secs(60));
         let e = Config::from_toml("[serve]\nheader_timeout = \"0s\"\n", &env(&[])).unwrap_err();
         assert!(e.to_string().contains("serve.header_timeout"), "{e}");
+    }
+
+    #[test]
+    fn the_servers_connection_limit_is_read_from_the_config_and_must_be_positive() {
+        let c = Config::from_toml("", &env(&[])).unwrap();
+        assert_eq!(c.serve.timeouts.max_connections, 512);
+        let c = Config::from_toml("[serve]\nmax_connections = 3\n", &env(&[])).unwrap();
+        assert_eq!(c.serve.timeouts.max_connections, 3);
+        let e = Config::from_toml("[serve]\nmax_connections = 0\n", &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("serve.max_connections"), "{e}");
     }
 
     #[test]

@@ -317,13 +317,27 @@ pub fn phone_digits(s: &str) -> String {
 }
 
 /// Whether two phone numbers' digits are the same number: equal, or one is the other (at least
-/// 10 digits, a national number) with a country code of 1-3 digits in front.
+/// 10 digits, a national number) with a country code of 1-3 digits in front, or one is a
+/// national number written with its trunk 0 (`020 7946 0958`, `06 12 34 56 78`) whose rest (at
+/// least 7 digits) is the other after a country code of 1-3 digits (`+442079460958`,
+/// `+33612345678`).
 pub fn same_phone(a: &str, b: &str) -> bool {
-    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    if short.is_empty() {
+    if a.is_empty() || b.is_empty() {
         return false;
     }
-    short == long || (short.len() >= 10 && long.len() - short.len() <= 3 && long.ends_with(short))
+    // `national` is `full` after a country code of 1-3 digits.
+    let after_code = |national: &str, full: &str, min: usize| {
+        national.len() >= min
+            && full.len() > national.len()
+            && full.len() - national.len() <= 3
+            && full.ends_with(national)
+    };
+    let trunk = |national: &str, full: &str| {
+        national
+            .strip_prefix('0')
+            .is_some_and(|rest| !rest.starts_with('0') && after_code(rest, full, 7))
+    };
+    a == b || after_code(a, b, 10) || after_code(b, a, 10) || trunk(a, b) || trunk(b, a)
 }
 
 /// Current time in ms since the epoch.

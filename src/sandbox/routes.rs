@@ -629,12 +629,24 @@ fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// Equal digits, or one number (at least 10 digits) with a 1-3 digit country code in front.
+/// Equal digits, or one number (at least 10 digits) with a 1-3 digit country code in front,
+/// or one written nationally with a trunk 0 (`020 7946 0958`) whose rest (at least 7 digits)
+/// follows a 1-3 digit country code in the other (`+442079460958`).
 fn same_number(a: &str, b: &str) -> bool {
-    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    !short.is_empty()
-        && (short == long
-            || (short.len() >= 10 && long.len() - short.len() <= 3 && long.ends_with(short)))
+    let after_code = |national: &str, full: &str, min: usize| {
+        national.len() >= min
+            && full.len() > national.len()
+            && full.len() - national.len() <= 3
+            && full.ends_with(national)
+    };
+    let trunk = |national: &str, full: &str| {
+        national
+            .strip_prefix('0')
+            .is_some_and(|rest| !rest.starts_with('0') && after_code(rest, full, 7))
+    };
+    !a.is_empty()
+        && !b.is_empty()
+        && (a == b || after_code(a, b, 10) || after_code(b, a, 10) || trunk(a, b) || trunk(b, a))
 }
 
 fn handle_get(app: &App, loc: usize, raw_id: &str) -> Reply {

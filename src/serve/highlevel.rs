@@ -176,9 +176,16 @@ pub(super) async fn duplicate(
         return Err(ApiError::unprocessable(errors));
     }
     check_location(&api, &location)?;
+    let (email, number) = (
+        q.text("email").map(str::to_string),
+        q.text("number").map(str::to_string),
+    );
+    let loc = location.clone();
     let found = api
-        .store
-        .duplicate_contact(&location, q.text("email"), q.text("number"))?;
+        .heavy(move |store| {
+            Ok(store.duplicate_contact(&loc, email.as_deref(), number.as_deref())?)
+        })
+        .await?;
     let body = match found {
         Some(raw) => format!("{{\"contact\":{}}}", reshape(&raw, &SEARCH_ONLY, None)),
         None => "{\"contact\":null}".to_string(),

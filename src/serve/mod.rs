@@ -14,6 +14,7 @@ mod highlevel;
 mod metrics;
 mod mirror;
 pub mod params;
+mod write_deadline;
 
 use crate::model::{iso_from_ms, now_ms};
 use crate::store::{Store, StoreError};
@@ -88,26 +89,31 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// How long the local API waits on clients.
+/// How long the local API waits on clients, and how many it serves at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// A request's line and headers must arrive within this, else the connection is closed
     /// (this also closes a keep-alive connection idle for this long).
     pub header: Duration,
-    /// Reading a request's body and answering it; past this the client gets a 408.
+    /// Reading a request's body and answering it; past this the client gets a 408. Also the
+    /// longest a response write waits on a client that does not read (then it is closed).
     pub request: Duration,
     /// On shutdown, requests in flight get this long to finish; connections still open are
     /// then closed.
     pub grace: Duration,
+    /// Connections open at once; more clients wait (in the listen queue) until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for Timeouts {
-    /// 10 s for the headers, 30 s for a whole request, 3 s of grace on shutdown.
+    /// 10 s for the headers, 30 s for a whole request, 3 s of grace on shutdown, 512
+    /// connections.
     fn default() -> Self {
         Timeouts {
             header: Duration::from_secs(10),
             request: Duration::from_secs(30),
             grace: Duration::from_secs(3),
+            max_connections: 512,
         }
     }
 }
@@ -139,39 +145,59 @@ pub async fn serve_with(
         .header_read_timeout(timeouts.header);
     let (stopping, _) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(Semaphore::new(timeouts.max_connections.max(1)));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        tokio::select! {
+        // A connection slot first: past `max_connections`, new clients wait in the listen
+        // queue until one closes.
+        let slot = tokio::select! {
             () = &mut shutdown => break,
-            (io, _) = axum::serve::Listener::accept(&mut listener) => {
-                let conn = http.serve_connection(
-                    hyper_util::rt::TokioIo::new(io),
-                    hyper_util::service::TowerToHyperService::new(app.clone()),
-                );
-                let mut stop = stopping.subscribe();
-                connections.spawn(async move {
-                    let mut conn = std::pin::pin!(conn);
-                    let stopped = async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    };
-                    let finished = tokio::select! {
-                        _ = conn.as_mut() => true,
-                        () = stopped => false,
-                    };
-                    if !finished {
-                        // Finish the request in flight, then close.
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
-                });
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                log_panic(done);
+                continue;
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
+        };
+        let io = tokio::select! {
+            () = &mut shutdown => break,
+            (io, _) = axum::serve::Listener::accept(&mut listener) => io,
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                log_panic(done);
+                continue;
+            }
+        };
+        let io = write_deadline::WriteDeadline::new(io, timeouts.request);
+        let conn = http.serve_connection(
+            hyper_util::rt::TokioIo::new(io),
+            hyper_util::service::TowerToHyperService::new(app.clone()),
+        );
+        let mut stop = stopping.subscribe();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut conn = std::pin::pin!(conn);
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let finished = tokio::select! {
+                _ = conn.as_mut() => true,
+                () = stopped => false,
+            };
+            if !finished {
+                // Finish the request in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        });
     }
     drop(listener);
     let _ = stopping.send(true);
     let drained = tokio::time::timeout(timeouts.grace, async {
-        while connections.join_next().await.is_some() {}
+        while let Some(done) = connections.join_next().await {
+            log_panic(done);
+        }
     })
     .await;
     if drained.is_err() {
@@ -182,6 +208,15 @@ pub async fn serve_with(
         connections.shutdown().await;
     }
     Ok(())
+}
+
+/// A connection task that panicked is a bug: say so (the other connections go on).
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "local API: a connection task panicked; its client was disconnected");
+    }
 }
 
 /// Searches, lists, status and metrics that may run at once; more wait their turn.
@@ -200,7 +235,7 @@ pub(crate) struct Api {
     token: Option<SecretString>,
     freshness: RwLock<Arc<Freshness>>,
     refreshing: AtomicBool,
-    heavy: Semaphore,
+    heavy: Arc<Semaphore>,
     metrics: metrics::HttpMetrics,
     /// The database's figures for `/metrics`, with when they were read.
     db_metrics: tokio::sync::Mutex<Option<(Instant, Arc<crate::store::Metrics>)>>,
@@ -275,12 +310,13 @@ impl Api {
 
     /// Runs a read that may take a while (a search, a list, a count) off the async workers,
     /// in one of [`HEAVY_SLOTS`]; a request that waits longer than [`HEAVY_WAIT`] for a slot
-    /// gets a 503 instead.
+    /// gets a 503 instead. The slot is held until the read has ended; when the request is
+    /// given up (its timeout, a client gone), its query is stopped.
     async fn heavy<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let permit = tokio::time::timeout(HEAVY_WAIT, self.heavy.acquire())
+        let permit = tokio::time::timeout(HEAVY_WAIT, self.heavy.clone().acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
@@ -289,12 +325,24 @@ impl Api {
                     "the mirror is busy answering {HEAVY_SLOTS} other searches; retry in a moment"
                 ))
             })?;
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = stop.0.clone();
         let api = self.clone();
-        let out = tokio::task::spawn_blocking(move || f(&api.store))
-            .await
-            .map_err(|e| ApiError::unavailable(format!("the query was aborted: {e}")))?;
-        drop(permit);
-        out
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            crate::store::stoppable(flag, || f(&api.store))
+        })
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the query was aborted: {e}")))?
+    }
+}
+
+/// Stops the [`crate::store::stoppable`] read it flags when dropped (with the request future).
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -305,17 +353,7 @@ pub fn router(store: Store, token: Option<SecretString>) -> Router {
 
 /// The local API's routes; a request not answered within `request_timeout` gets a 408.
 fn router_with(store: Store, token: Option<SecretString>, request_timeout: Duration) -> Router {
-    let freshness = Freshness::read(&store, None);
-    let api = Arc::new(Api {
-        store,
-        token,
-        freshness: RwLock::new(Arc::new(freshness)),
-        refreshing: AtomicBool::new(false),
-        heavy: Semaphore::new(HEAVY_SLOTS),
-        metrics: metrics::HttpMetrics::default(),
-        db_metrics: tokio::sync::Mutex::new(None),
-        request_timeout,
-    });
+    let api = new_api(store, token, request_timeout);
     Router::new()
         .route("/contacts/search", post(highlevel::search))
         .route("/contacts/search/duplicate", get(highlevel::duplicate))
@@ -348,6 +386,20 @@ fn router_with(store: Store, token: Option<SecretString>, request_timeout: Durat
         .method_not_allowed_fallback(no_route)
         .layer(middleware::from_fn_with_state(api.clone(), around))
         .with_state(api)
+}
+
+fn new_api(store: Store, token: Option<SecretString>, request_timeout: Duration) -> Arc<Api> {
+    let freshness = Freshness::read(&store, None);
+    Arc::new(Api {
+        store,
+        token,
+        freshness: RwLock::new(Arc::new(freshness)),
+        refreshing: AtomicBool::new(false),
+        heavy: Arc::new(Semaphore::new(HEAVY_SLOTS)),
+        metrics: metrics::HttpMetrics::default(),
+        db_metrics: tokio::sync::Mutex::new(None),
+        request_timeout,
+    })
 }
 
 /// HighLevel's (NestJS) answer to a path or method it does not serve.
@@ -519,6 +571,11 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     /// The details (SQL, file paths) go to the log, not to the client.
     fn from(e: StoreError) -> ApiError {
+        if e.is_stopped() {
+            // Its request was given up (timed out, client gone): nobody reads this answer.
+            tracing::debug!("local API: a query was stopped with its request");
+            return ApiError::unavailable("the query was stopped with its request");
+        }
         tracing::error!(error = %e, "local API: database read failed");
         ApiError::unavailable(
             "the mirror's database could not answer this request; the ghl-mirror log has the details",
@@ -586,4 +643,81 @@ pub(crate) fn json_response(status: StatusCode, body: String) -> Response {
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query that never ends by itself.
+    const FOREVER: &str = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) \
+                           SELECT COUNT(*) FROM r";
+
+    #[test]
+    fn a_heavy_read_given_up_holds_its_slot_until_its_query_is_stopped_and_the_pool_stays_usable() {
+        // Were the query not stopped, dropping the runtime would wait for it forever.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(given_up_read_is_stopped())
+        }));
+        rt.shutdown_background();
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    }
+
+    async fn given_up_read_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).unwrap();
+        // One connection, so the read after the stopped one uses the same connection.
+        let api = new_api(
+            store.reader(1, CONNECTION_WAIT).unwrap(),
+            None,
+            Duration::from_secs(30),
+        );
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let (done, outcome) = std::sync::mpsc::channel();
+        let read = api.heavy(move |s| {
+            let _ = gate.recv();
+            let r = s.query(FOREVER, 1);
+            let _ = done.send(r.map(|_| ()).map_err(|e| e.is_stopped()));
+            Ok(())
+        });
+        // Given up, as the request timeout (or a client that left) gives it up.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), read)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            api.heavy.available_permits(),
+            HEAVY_SLOTS - 1,
+            "the slot was freed while its read still runs"
+        );
+        go.send(()).unwrap();
+        let outcome =
+            tokio::task::spawn_blocking(move || outcome.recv_timeout(Duration::from_secs(10)))
+                .await
+                .unwrap();
+        assert_eq!(
+            outcome,
+            Ok(Err(true)),
+            "the query was not stopped with its request"
+        );
+        let all = tokio::time::timeout(
+            Duration::from_secs(5),
+            api.heavy.acquire_many(HEAVY_SLOTS as u32),
+        )
+        .await;
+        assert!(
+            all.is_ok(),
+            "the slot was not freed after the query stopped"
+        );
+        drop(all);
+        let again = api
+            .heavy(|s| Ok(s.query("SELECT 1", 1)?.rows))
+            .await
+            .unwrap();
+        assert_eq!(again, vec![vec![Some("1".to_string())]]);
+    }
 }

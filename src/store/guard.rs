@@ -150,7 +150,7 @@ impl Store {
         })();
         // The connection goes back to the pool as it came.
         let _ = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
-        let _ = conn.progress_handler(0, None::<fn() -> bool>);
+        let _ = super::watch_stop(&conn);
         let _ = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, length);
         let _ = conn.execute_batch("PRAGMA query_only = OFF");
         let refused = |what: String| StoreError::Refused { what };

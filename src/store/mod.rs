@@ -11,7 +11,10 @@ use crate::model::{
 };
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod guard;
@@ -109,7 +112,54 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// A query stopped because its [`stoppable`] caller gave up on it.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, StoreError::Sqlite {
+            source: rusqlite::Error::SqliteFailure(e, _), ..
+        } if e.code == rusqlite::ErrorCode::OperationInterrupted)
+    }
+}
+
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+
+thread_local! {
+    /// Set while [`stoppable`] runs on this thread.
+    static STOP: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+}
+
+/// SQLite's virtual machine steps between two looks at the stop flag.
+const STEPS_PER_STOP_CHECK: i32 = 1000;
+
+/// Runs `f` on this thread so that any query it makes through a [`Store`] stops (SQLite's
+/// interrupt: the statement ends with an error, an open transaction is rolled back, the
+/// connection goes back to its pool usable) once `stop` is set, e.g. by a request that was
+/// given up. See [`StoreError::is_stopped`].
+pub fn stoppable<T>(stop: Arc<AtomicBool>, f: impl FnOnce() -> T) -> T {
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            STOP.with(|s| *s.borrow_mut() = None);
+        }
+    }
+    STOP.with(|s| *s.borrow_mut() = Some(stop));
+    let _clear = Clear;
+    f()
+}
+
+/// Whether the [`stoppable`] work running on this thread was asked to stop.
+fn stop_requested() -> bool {
+    STOP.with(|s| {
+        s.borrow()
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    })
+}
+
+/// Watches the stop flag of [`stoppable`] during every statement on `c`.
+pub(super) fn watch_stop(c: &Connection) -> rusqlite::Result<()> {
+    c.progress_handler(STEPS_PER_STOP_CHECK, Some(stop_requested))
+}
 
 /// A pool of connections to `path`, each set up the same way.
 fn build_pool(path: &Path, max: u32, wait: Duration, access: &Access) -> Result<Pool, StoreError> {
@@ -128,6 +178,7 @@ fn build_pool(path: &Path, max: u32, wait: Duration, access: &Access) -> Result<
              PRAGMA wal_autocheckpoint = 4000;
              PRAGMA temp_store = MEMORY;",
         )?;
+        watch_stop(c)?;
         read::register_functions(c)
     });
     r2d2::Pool::builder()

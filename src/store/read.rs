@@ -192,10 +192,11 @@ impl Store {
 
     /// HighLevel's duplicate lookup: the oldest live contact of `location` (by dateAdded, then
     /// id) with this email (case-insensitive), or, when no contact has it, with this phone
-    /// number in any format ([`same_phone`] on its digits). Candidates come from the
-    /// full-text index (its email column, and the phone column's last-10-digits word) plus the
-    /// contacts changed since it last caught up, all by primary key: no scan, and no index of
-    /// its own (two measured 25-35 % off the sync's ingest speed).
+    /// number in any format ([`same_phone`] on its digits, a national trunk 0 included).
+    /// Candidates come from the full-text index (its email column, and the phone column's
+    /// last-7-digits word) plus the contacts changed since it last caught up, all by primary
+    /// key: no scan, and no index of its own (two measured 25-35 % off the sync's ingest
+    /// speed). Only the winner's stored JSON is read.
     pub fn duplicate_contact(
         &self,
         location: &str,
@@ -218,16 +219,27 @@ impl Store {
             if digits.is_empty() {
                 return Ok(None);
             }
-            let key = &digits[digits.len().saturating_sub(10)..];
-            let mut stmt = c.prepare_cached(DUPLICATE_BY_PHONE)?;
-            let mut rows = stmt.query(params![location, fts_phrase("phone", key)])?;
-            while let Some(r) = rows.next()? {
-                let stored: String = r.get(1)?;
-                if same_phone(&phone_digits(&stored), &digits) {
-                    return Ok(Some(r.get(0)?));
+            // One snapshot for the candidates and the winner's JSON.
+            let tx = c.unchecked_transaction()?;
+            let key = &digits[digits.len().saturating_sub(PHONE_KEY_DIGITS)..];
+            let mut winner = None;
+            {
+                let mut stmt = tx.prepare_cached(DUPLICATE_BY_PHONE)?;
+                let mut rows = stmt.query(params![location, fts_phrase("phone", key)])?;
+                while let Some(r) = rows.next()? {
+                    let stored: String = r.get(1)?;
+                    if same_phone(&phone_digits(&stored), &digits) {
+                        winner = Some(r.get::<_, i64>(0)?);
+                        break;
+                    }
                 }
             }
-            Ok(None)
+            let Some(pk) = winner else {
+                return Ok(None);
+            };
+            tx.prepare_cached("SELECT raw FROM contacts WHERE pk = ?1")?
+                .query_row([pk], |r| r.get(0))
+                .optional()
         })
     }
 
@@ -579,12 +591,18 @@ const DUPLICATE_BY_EMAIL: &str = "WITH cand(pk) AS MATERIALIZED (
      WHERE c.location_id = ?1 AND c.deleted_at IS NULL AND lower(c.email) = lower(?2)
      ORDER BY c.date_added, c.id LIMIT 1";
 
-/// Live candidates with a phone, oldest first (the digits are compared in Rust).
+/// The phone column of the full-text index holds each number's last 7 digits as a word
+/// (`contacts_fts_source`); candidates are found by it, so a national number as short as 7
+/// digits (`06 12 34 56 78` for `+33612345678`) finds its contact.
+const PHONE_KEY_DIGITS: usize = 7;
+
+/// Live candidates with a phone, oldest first: their keys and phones only (the digits are
+/// compared in Rust, and only the winner's JSON is read).
 const DUPLICATE_BY_PHONE: &str = "WITH cand(pk) AS MATERIALIZED (
        SELECT rowid FROM contacts_fts WHERE contacts_fts MATCH ?2
        UNION SELECT pk FROM contacts_fts_dirty
        UNION SELECT pk FROM contacts WHERE pk > (SELECT last_pk FROM contacts_fts_state))
-     SELECT c.raw, c.phone FROM cand CROSS JOIN contacts c ON c.pk = cand.pk
+     SELECT c.pk, c.phone, c.date_added, c.id FROM cand CROSS JOIN contacts c ON c.pk = cand.pk
      WHERE c.location_id = ?1 AND c.deleted_at IS NULL AND c.phone IS NOT NULL
      ORDER BY c.date_added, c.id";
 
@@ -1236,6 +1254,14 @@ mod tests {
                         "2020-01-01",
                         None,
                     ),
+                    (
+                        "L",
+                        "fr",
+                        "fr@example.com",
+                        "+33612345678",
+                        "2020-01-01",
+                        None,
+                    ),
                 ];
                 for (loc, id, email, phone, added, deleted) in rows {
                     tx.execute(
@@ -1296,7 +1322,14 @@ mod tests {
             dup("L", None, Some("+44 20 7946 0958")).as_deref(),
             Some("uk")
         );
+        // National formats with a trunk 0, also when the national number is short.
+        assert_eq!(dup("L", None, Some("020 7946 0958")).as_deref(), Some("uk"));
+        assert_eq!(
+            dup("L", None, Some("06 12 34 56 78")).as_deref(),
+            Some("fr")
+        );
         assert_eq!(dup("L", None, Some("0101234")), None);
+        assert_eq!(dup("L", None, Some("0 612 345")), None);
         assert_eq!(
             dup("L", Some("gone@example.com"), Some("+15550109999")),
             None
@@ -1316,6 +1349,11 @@ mod tests {
         assert_eq!(
             dup("L", None, Some("+44 20 7946 0958")).as_deref(),
             Some("uk")
+        );
+        assert_eq!(dup("L", None, Some("020 7946 0958")).as_deref(), Some("uk"));
+        assert_eq!(
+            dup("L", None, Some("06 12 34 56 78")).as_deref(),
+            Some("fr")
         );
         assert_eq!(
             dup("L", Some("gone@example.com"), Some("+15550109999")),
@@ -1339,7 +1377,7 @@ mod tests {
                 DUPLICATE_BY_EMAIL,
                 ["L", "jane@example.com", "email : \"jane example com\""],
             ),
-            (DUPLICATE_BY_PHONE, ["L", "phone : \"5550101234\"", ""]),
+            (DUPLICATE_BY_PHONE, ["L", "phone : \"0101234\"", ""]),
         ] {
             let p = plan(sql, args);
             assert!(

@@ -208,6 +208,29 @@ async fn duplicate_lookup_answers_like_the_sandbox_by_email_phone_in_any_format_
         assert_eq!(found.as_deref(), Some(national), "{number}: {local}");
     }
 
+    // A national number written with its trunk 0, as in the UK or Germany.
+    let abroad = k
+        .sandbox
+        .live_contact_ids(LOC)
+        .iter()
+        .map(|id| k.sandbox.contact_json(LOC, id).unwrap())
+        .find(|c| {
+            c["phone"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("+44") || p.starts_with("+49"))
+        })
+        .expect("a contact with a +44 or +49 phone");
+    let full = abroad["phone"].as_str().unwrap();
+    let trunk = format!("0{} {}", &full[3..6], &full[6..]);
+    let (status, local, up) = both(format!("locationId={LOC}&number={}", enc(&trunk))).await;
+    assert_eq!(status, 200, "{trunk}");
+    assert_eq!(local, up, "{trunk}");
+    assert_eq!(
+        local["contact"]["phone"].as_str(),
+        Some(full),
+        "{trunk}: {local}"
+    );
+
     // Email first; an email nobody has falls back to the number; a miss is `contact: null`.
     let (_, local, up) = both(format!(
         "locationId={LOC}&email=nobody%40example.invalid&number={}",

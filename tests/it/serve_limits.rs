@@ -40,6 +40,7 @@ fn timeouts(header_ms: u64, request_ms: u64, grace_ms: u64) -> Timeouts {
         header: Duration::from_millis(header_ms),
         request: Duration::from_millis(request_ms),
         grace: Duration::from_millis(grace_ms),
+        ..Timeouts::default()
     }
 }
 
@@ -131,6 +132,118 @@ async fn a_body_that_never_arrives_gets_a_highlevel_shaped_408_after_the_request
             .contains("serve.request_timeout"),
         "{body}"
     );
+}
+
+/// Sends a whole `GET path` on `s` and reads its answer (the server keeps the connection).
+async fn get_on(s: &mut TcpStream, path: &str) -> String {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = s.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_client_past_max_connections_is_served_only_once_another_connection_closes() {
+    let limits = Timeouts {
+        max_connections: 2,
+        ..timeouts(60_000, 60_000, 500)
+    };
+    let (_k, addr, _stop, _server) = served(limits).await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        get_on(&mut first, "/health")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        get_on(&mut second, "/health")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    // The third connects (the listen queue takes it) but is not served while two are open.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let waiting = tokio::spawn(async move {
+        let answer = get_on(&mut third, "/health").await;
+        (answer, third)
+    });
+    let mut waiting = waiting;
+    // Nothing signals "not served": give it well past a loopback round trip.
+    let early = tokio::time::timeout(Duration::from_millis(400), &mut waiting).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served past the limit of 2"
+    );
+    assert!(
+        get_on(&mut first, "/health")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    drop(second);
+    let (answer, _third) = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the third connection was not served after another closed")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_large_responses_is_disconnected_after_the_request_timeout() {
+    let k = kit(500).await;
+    assert_success(&k.sync(&k.client(), &opts()).await);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // One connection at a time: the next client is served only once the stalled one is closed.
+    let limits = Timeouts {
+        max_connections: 1,
+        ..timeouts(60_000, 300, 500)
+    };
+    let _server = tokio::spawn(serve_with(
+        k.store.clone(),
+        None,
+        listener,
+        std::future::pending(),
+        limits,
+    ));
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stalled = socket.connect(addr).await.unwrap();
+    let (mut rd, mut wr) = stalled.into_split();
+    // Pages of 500 contacts (about 90 MB in all), pipelined, and never read.
+    let body = format!("{{\"locationId\":\"{LOC}\",\"pageLimit\":500}}");
+    let request = format!(
+        "POST /contacts/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        for _ in 0..200 {
+            if wr.write_all(request.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        wr
+    });
+    let t = Instant::now();
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), get_on(&mut next, "/health")).await;
+    assert!(
+        answer.is_ok(),
+        "the client that reads nothing still held its connection after 10 s"
+    );
+    assert!(answer.unwrap().starts_with("HTTP/1.1 200"));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    // And the stalled client finds its connection closed (what it had buffered aside).
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), rd.read_to_end(&mut sink)).await;
+    assert!(closed.is_ok(), "the stalled connection is still open");
+    drop(writer);
 }
 
 #[tokio::test]
